@@ -1,0 +1,37 @@
+"""One root exception for the library; the CLI turns any of them into one line and exit 1."""
+from __future__ import annotations
+
+
+class VidstyleError(Exception):
+    """Root of every error vidstyle raises on purpose."""
+
+
+class InputError(VidstyleError):
+    """The input video or image is missing, unreadable or has no usable stream."""
+
+
+class OutputError(VidstyleError):
+    """The output cannot be written where the user asked."""
+
+
+class StyleError(VidstyleError, ValueError):
+    """A style spec, index, weight or picture is not usable."""
+
+
+class EngineError(VidstyleError):
+    """An inference engine is unavailable or failed."""
+
+
+class PipelineError(VidstyleError):
+    """A pipeline stage failed; carries the stage name and the frame index."""
+
+    def __init__(self, stage: str, frame_index: int | None, cause: BaseException):
+        where = f"frame {frame_index}" if frame_index is not None else "start of stream"
+        super().__init__(f"{stage} failed at {where}: {cause}")
+        self.stage = stage
+        self.frame_index = frame_index
+        self.cause = cause
+
+
+class Cancelled(VidstyleError):
+    """The run was stopped on request (Ctrl-C, SIGTERM or a cancel call)."""

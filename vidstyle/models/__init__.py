@@ -1,0 +1,60 @@
+"""Keras networks with the project's own pretrained weights.
+
+The weights are imported once from the source ONNX files by
+``import_onnx.py`` and stored here as ``weights/<name>.npz`` keyed
+``<layer name>:<weight index>``, so running vidstyle never needs the
+package they came from.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EngineError
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+MODEL_NAMES = ("multistyle26", "arbitrary_transformer", "style_predictor")
+
+
+def weight_arrays(model) -> dict[str, np.ndarray]:
+    """The model's weights in the file layout (used by the import script)."""
+    return {f"{layer.name}:{i}": np.asarray(w) for layer in model.layers for i, w in enumerate(layer.get_weights())}
+
+
+def load_weights(model, path: Path) -> None:
+    """Set every weight of ``model`` from ``path``; a missing or unused key is an error,
+    so a renamed layer can never silently keep its random initialisation."""
+    try:
+        data = dict(np.load(path))
+    except OSError as exc:
+        raise EngineError(f"cannot read model weights {path}: {exc}") from None
+    expected = weight_arrays(model)
+    if set(expected) != set(data):
+        missing, extra = sorted(set(expected) - set(data)), sorted(set(data) - set(expected))
+        raise EngineError(f"weights {path.name} do not fit {model.name}: missing {missing[:3]}, unused {extra[:3]}")
+    for layer in model.layers:
+        n = len(layer.get_weights())
+        if n:
+            layer.set_weights([data[f"{layer.name}:{i}"] for i in range(n)])
+
+
+def _builder(name: str):
+    from . import arbitrary, multistyle
+
+    return {
+        "multistyle26": multistyle.build_multistyle,
+        "arbitrary_transformer": arbitrary.build_transformer,
+        "style_predictor": arbitrary.build_predictor,
+    }[name]
+
+
+@functools.lru_cache(maxsize=None)
+def pretrained(name: str):
+    """Build ``name`` and load its pretrained weights (cached: one copy per process)."""
+    if name not in MODEL_NAMES:
+        raise EngineError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
+    model = _builder(name)()
+    load_weights(model, WEIGHTS_DIR / f"{name}.npz")
+    return model

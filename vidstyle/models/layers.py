@@ -1,0 +1,85 @@
+"""Small building blocks shared by both stylizers."""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+class ReflectPad(keras.layers.Layer):
+    """Reflection padding of the two spatial axes, as the source networks use
+    (zero padding darkens the frame border of a stylized image)."""
+
+    def __init__(self, pad: int, **kwargs):
+        super().__init__(**kwargs)
+        self.pad = pad
+
+    def call(self, x):
+        p = self.pad
+        return ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+
+    def compute_output_shape(self, shape):
+        grow = lambda d: None if d is None else d + 2 * self.pad  # noqa: E731
+        return (shape[0], grow(shape[1]), grow(shape[2]), shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad}
+
+
+def instance_moments(x, eps: float):
+    """Per-image, per-channel mean and 1/std over the spatial axes."""
+    mean = ops.mean(x, axis=(1, 2), keepdims=True)
+    var = ops.mean(ops.square(x - mean), axis=(1, 2), keepdims=True)
+    return mean, ops.rsqrt(var + eps)
+
+
+class ConditionalInstanceNorm(keras.layers.Layer):
+    """Conditional instance normalisation (Dumoulin, Shlens & Kudlur 2017).
+
+    Each of the N styles owns a scale and shift per channel; a mix of styles is
+    the weighted sum of their parameters, which is why style mixing is linear
+    in the weights.
+    """
+
+    def __init__(self, num_styles: int, eps: float = 1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.num_styles = num_styles
+        self.eps = eps
+
+    def build(self, x_shape, style_weights_shape=None):
+        c = x_shape[-1]
+        self.gamma = self.add_weight(name="gamma", shape=(self.num_styles, c), initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=(self.num_styles, c), initializer="zeros")
+
+    def call(self, x, style_weights):
+        mean, inv_std = instance_moments(x, self.eps)
+        gamma = ops.matmul(style_weights, self.gamma)[:, None, None, :]
+        beta = ops.matmul(style_weights, self.beta)[:, None, None, :]
+        return (x - mean) * inv_std * gamma + beta
+
+    def get_config(self):
+        return {**super().get_config(), "num_styles": self.num_styles, "eps": self.eps}
+
+
+class StyleNorm(keras.layers.Layer):
+    """Instance normalisation whose scale and shift are affine functions of a
+    style embedding (Ghiasi et al. 2017, "conditional style norm")."""
+
+    def __init__(self, eps: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.eps = eps
+
+    def build(self, x_shape, style_vector_shape=None):
+        c, d = x_shape[-1], style_vector_shape[-1]
+        self.gamma_kernel = self.add_weight(name="gamma_kernel", shape=(d, c), initializer="zeros")
+        self.gamma_bias = self.add_weight(name="gamma_bias", shape=(c,), initializer="ones")
+        self.beta_kernel = self.add_weight(name="beta_kernel", shape=(d, c), initializer="zeros")
+        self.beta_bias = self.add_weight(name="beta_bias", shape=(c,), initializer="zeros")
+
+    def call(self, x, style_vector):
+        mean, inv_std = instance_moments(x, self.eps)
+        gamma = (ops.matmul(style_vector, self.gamma_kernel) + self.gamma_bias)[:, None, None, :]
+        beta = (ops.matmul(style_vector, self.beta_kernel) + self.beta_bias)[:, None, None, :]
+        return (x - mean) * inv_std * gamma + beta
+
+    def get_config(self):
+        return {**super().get_config(), "eps": self.eps}
