@@ -62,7 +62,7 @@ def make_video(
     frames: int = 30,
     size: tuple[int, int] = (64, 48),
     fps: int = 25,
-    audio: bool = True,
+    audio: bool | int = True,
     vfr: bool = False,
     rotation: int | None = None,
     codec: str | None = None,
@@ -73,15 +73,18 @@ def make_video(
 
     ``size`` is (width, height) as stored; ``rotation`` is the counter-clockwise
     display rotation written to the container (e.g. 90 for a phone held upright).
+    ``audio`` may be a number of tone tracks (each a different pitch).
     ``codec``/``audio_codec`` default by container: VP9 + Opus for .webm, else
-    H.264 + AAC. Odd sizes need ``pix_fmt="yuv444p"``. ``frames=0`` writes a
-    valid file whose video stream holds no frames.
+    H.264 + AAC. Odd sizes need ``pix_fmt="yuv444p"``. ``frames=0`` into .mkv
+    gives a file whose video stream holds no frames (with 1 s of tone, if audio,
+    so that FFmpeg can open it); MP4 drops an empty track altogether.
     """
     path = Path(path)
     default_video, default_audio = _default_codecs(path)
+    audio_codec = audio_codec or default_audio
     width, height = size
     pts_list, time_base, end = frame_times(frames, fps, vfr)
-    duration = float(end * time_base)
+    duration = float(end * time_base) if frames else 1.0
 
     with av.open(str(path), "w") as out:
         video = out.add_stream(codec or default_video, rate=fps)
@@ -91,55 +94,89 @@ def make_video(
             video.set_display_rotation(rotation)
         # One thread keeps the encoded bytes identical from run to run.
         video.codec_context.thread_count = 1
-        tone = None
-        if audio:
-            tone = out.add_stream(audio_codec or default_audio, rate=_audio_rate(audio_codec or default_audio))
-            tone.layout = "mono"
+        tones = []
+        for track in range(int(audio)):
+            stream = out.add_stream(audio_codec, rate=_audio_rate(audio_codec))
+            stream.layout = "mono"
+            tones.append(_Tone(stream, round(duration * stream.rate), TONE_HZ * (track + 1)))
         if frames == 0:
             out.start_encoding()
-        samples_total = round(duration * tone.rate) if tone else 0
-        samples_done = 0
         for i, pts in enumerate(pts_list):
-            # Interleave: audio that starts before this frame goes in first.
-            while tone and samples_done < samples_total and samples_done / tone.rate < float(pts * time_base):
-                samples_done = _mux_tone(out, tone, samples_done, samples_total)
+            for tone in tones:  # interleave: audio that starts before this frame first
+                tone.mux_until(out, float(pts * time_base))
             picture = av.VideoFrame.from_ndarray(draw_frame(i, width, height), format="rgb24")
             picture.pts, picture.time_base = pts, time_base
             out.mux(video.encode(picture))
         if frames:
             out.mux(video.encode(None))
-        while tone and samples_done < samples_total:
-            samples_done = _mux_tone(out, tone, samples_done, samples_total)
-        if tone and frames:
-            out.mux(tone.encode(None))
+        for tone in tones:
+            tone.mux_until(out, None)
+            out.mux(tone.stream.encode(None))
     return path
+
+
+class _Tone:
+    """A sine wave fed to an audio encoder in 1024-sample chunks."""
+
+    def __init__(self, stream, total: int, hz: float = TONE_HZ):
+        self.stream, self.total, self.hz, self.done = stream, total, hz, 0
+
+    def mux_until(self, out, seconds: float | None) -> None:
+        rate = self.stream.rate
+        while self.done < self.total and (seconds is None or self.done / rate < seconds):
+            count = min(1024, self.total - self.done)
+            t = np.arange(self.done, self.done + count) / rate
+            samples = (0.3 * np.sin(2 * np.pi * self.hz * t)).astype(np.float32)[None, :]
+            chunk = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
+            chunk.sample_rate = rate
+            chunk.pts, chunk.time_base = self.done, Fraction(1, rate)
+            out.mux(self.stream.encode(chunk))
+            self.done += count
 
 
 def _audio_rate(codec: str) -> int:
     return 48000 if "opus" in codec else AUDIO_RATE
 
 
-def _mux_tone(out, stream, start: int, total: int) -> int:
-    count = min(1024, total - start)
-    t = (np.arange(start, start + count) / stream.rate).astype(np.float32)
-    samples = (0.3 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)[None, :]
-    chunk = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
-    chunk.sample_rate = stream.rate
-    chunk.pts, chunk.time_base = start, Fraction(1, stream.rate)
-    out.mux(stream.encode(chunk))
-    return start + count
+def make_corrupt_video(path, frames: int = 10, bad_frame: int = 5, size=(64, 48)) -> Path:
+    """An .mkv of intra-only MJPEG whose packet ``bad_frame`` is garbage past its header.
+
+    MJPEG (unlike H.264, which conceals damage) refuses such a packet, so decoding
+    fails at a known frame.
+    """
+    path = Path(path)
+    width, height = size
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mjpeg", rate=25)
+        video.width, video.height, video.pix_fmt = width, height, "yuvj420p"
+        video.codec_context.time_base = Fraction(1, 25)
+        for i in range(frames):
+            picture = av.VideoFrame.from_ndarray(draw_frame(i, width, height), format="rgb24")
+            picture.pts, picture.time_base = i, Fraction(1, 25)
+            for packet in video.encode(picture):
+                if i == bad_frame:
+                    data = bytearray(bytes(packet))
+                    keep = len(data) // 4
+                    data[keep:] = rng.integers(0, 256, len(data) - keep, dtype=np.uint8).tobytes()
+                    broken = av.Packet(bytes(data))
+                    broken.pts = broken.dts = packet.pts
+                    broken.time_base, broken.stream = packet.time_base, video
+                    broken.is_keyframe = True
+                    packet = broken
+                out.mux(packet)
+        out.mux(video.encode(None))
+    return path
 
 
 def make_audio_only(path, seconds: float = 1.0) -> Path:
     """An .m4a with a tone and no video stream."""
     path = Path(path)
     with av.open(str(path), "w", format="mp4") as out:
-        tone = out.add_stream("aac", rate=AUDIO_RATE)
-        tone.layout = "mono"
-        total, done = round(seconds * AUDIO_RATE), 0
-        while done < total:
-            done = _mux_tone(out, tone, done, total)
-        out.mux(tone.encode(None))
+        stream = out.add_stream("aac", rate=AUDIO_RATE)
+        stream.layout = "mono"
+        _Tone(stream, round(seconds * AUDIO_RATE)).mux_until(out, None)
+        out.mux(stream.encode(None))
     return path
 
 
@@ -185,9 +222,11 @@ def read_video(path) -> VideoData:
             for frame in container.decode(astream):
                 samples += frame.samples
                 if frame.pts is not None:
-                    audio_end = float(frame.pts * _fraction(frame.time_base)) + frame.samples / frame.sample_rate
+                    start = float(frame.pts * _fraction(frame.time_base))
+                    audio_end = start + frame.samples / frame.sample_rate
             audio_duration = samples / rate
-    return VideoData(images, pts, time_base, width, height, rotation, codec, audio_codec, audio_duration, audio_end)
+    return VideoData(images, pts, time_base, width, height, rotation, codec,
+                     audio_codec, audio_duration, audio_end)
 
 
 def _fraction(value) -> Fraction:

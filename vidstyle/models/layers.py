@@ -25,11 +25,26 @@ class ReflectPad(keras.layers.Layer):
         return {**super().get_config(), "pad": self.pad}
 
 
-def instance_moments(x, eps: float):
-    """Per-image, per-channel mean and 1/std over the spatial axes."""
+def instance_norm(x, gamma, beta, eps: float):
+    """Normalise each image's channels over H and W, then scale by ``gamma`` and
+    shift by ``beta`` (both (B, C): one row per image).
+
+    On TensorFlow with a static batch size this uses one fused batch-norm
+    kernel per image (training mode normalises with the batch's own moments,
+    which for a batch of one are the instance's): about 3x faster on CPU than
+    the composite of reductions and broadcasts, which is the portable path.
+    """
+    batch = x.shape[0]
+    if keras.backend.backend() == "tensorflow" and batch is not None:
+        import tensorflow as tf
+
+        return tf.concat([
+            tf.compat.v1.nn.fused_batch_norm(x[i : i + 1], gamma[i], beta[i], epsilon=eps, is_training=True)[0]
+            for i in range(batch)
+        ], axis=0)
     mean = ops.mean(x, axis=(1, 2), keepdims=True)
     var = ops.mean(ops.square(x - mean), axis=(1, 2), keepdims=True)
-    return mean, ops.rsqrt(var + eps)
+    return (x - mean) * ops.rsqrt(var + eps) * gamma[:, None, None, :] + beta[:, None, None, :]
 
 
 class ConditionalInstanceNorm(keras.layers.Layer):
@@ -51,10 +66,9 @@ class ConditionalInstanceNorm(keras.layers.Layer):
         self.beta = self.add_weight(name="beta", shape=(self.num_styles, c), initializer="zeros")
 
     def call(self, x, style_weights):
-        mean, inv_std = instance_moments(x, self.eps)
-        gamma = ops.matmul(style_weights, self.gamma)[:, None, None, :]
-        beta = ops.matmul(style_weights, self.beta)[:, None, None, :]
-        return (x - mean) * inv_std * gamma + beta
+        gamma = ops.matmul(style_weights, self.gamma)
+        beta = ops.matmul(style_weights, self.beta)
+        return instance_norm(x, gamma, beta, self.eps)
 
     def get_config(self):
         return {**super().get_config(), "num_styles": self.num_styles, "eps": self.eps}
@@ -76,10 +90,9 @@ class StyleNorm(keras.layers.Layer):
         self.beta_bias = self.add_weight(name="beta_bias", shape=(c,), initializer="zeros")
 
     def call(self, x, style_vector):
-        mean, inv_std = instance_moments(x, self.eps)
-        gamma = (ops.matmul(style_vector, self.gamma_kernel) + self.gamma_bias)[:, None, None, :]
-        beta = (ops.matmul(style_vector, self.beta_kernel) + self.beta_bias)[:, None, None, :]
-        return (x - mean) * inv_std * gamma + beta
+        gamma = ops.matmul(style_vector, self.gamma_kernel) + self.gamma_bias
+        beta = ops.matmul(style_vector, self.beta_kernel) + self.beta_bias
+        return instance_norm(x, gamma, beta, self.eps)
 
     def get_config(self):
         return {**super().get_config(), "eps": self.eps}

@@ -1,0 +1,37 @@
+"""Inference engines: ``run(batch_uint8_nhwc, style) -> batch_uint8_nhwc``.
+
+Each engine imports its runtime lazily, so a missing optional runtime is a
+clear error at selection time, never an ImportError at ``import vidstyle``.
+"""
+from __future__ import annotations
+
+from ..errors import EngineError
+from .base import Engine
+
+ENGINES = ("tf",)
+
+
+def available() -> list[str]:
+    """Engines that can run here, fastest first."""
+    found = []
+    try:
+        import tensorflow  # noqa: F401
+
+        found.append("tf")
+    except ImportError:
+        pass
+    return found
+
+
+def create(name: str, model: str, threads: int = 0) -> Engine:
+    """An engine for ``model`` (a name from vidstyle.models.MODEL_NAMES)."""
+    if name == "auto":
+        present = available()
+        if not present:
+            raise EngineError("no inference engine is installed; pip install tensorflow")
+        name = present[0]
+    if name == "tf":
+        from .tf_engine import TFEngine
+
+        return TFEngine(model, threads=threads)
+    raise EngineError(f"unknown engine {name!r}; available here: {', '.join(available()) or 'none'}")

@@ -1,0 +1,81 @@
+"""TensorFlow engine: the Keras model inside a ``tf.function`` with uint8 in and out.
+
+The float conversion and the final scaling/rounding live in the graph, so the
+host moves a quarter of the bytes and TensorFlow can fuse them into the
+first and last convolutions.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import EngineError
+from .base import broadcast_style
+
+
+def configure_threads(threads: int) -> None:
+    """Set TensorFlow's intra-op pool size; 0 keeps TensorFlow's default (one per core).
+
+    TensorFlow only accepts this before its runtime starts, so a second engine
+    asking for a different count in the same process gets a clear error.
+    """
+    import tensorflow as tf
+
+    if threads <= 0 or tf.config.threading.get_intra_op_parallelism_threads() == threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:
+        raise EngineError(
+            f"cannot set TensorFlow to {threads} threads: its runtime already started with "
+            f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}"
+        ) from None
+
+
+class TFEngine:
+    name = "tf"
+
+    def __init__(self, model: str, threads: int = 0, jit_compile: bool = False):
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise EngineError("the tf engine needs TensorFlow: pip install tensorflow") from None
+        from ..models import pretrained
+
+        configure_threads(threads)
+        self._tf = tf
+        self.model = model
+        self._keras = pretrained(model)
+        self._jit = jit_compile
+        self._compiled: dict[tuple[int, int, int], object] = {}
+
+    def _function(self, n: int, h: int, w: int, dim: int):
+        key = (n, h, w)
+        if key not in self._compiled:
+            tf, keras_model = self._tf, self._keras
+
+            @tf.function(
+                input_signature=[tf.TensorSpec((n, h, w, 3), tf.uint8), tf.TensorSpec((n, dim), tf.float32)],
+                jit_compile=self._jit,
+                reduce_retracing=False,
+            )
+            def stylize(images, style):
+                x = tf.cast(images, tf.float32) * (1.0 / 255.0)
+                y = keras_model([x, style], training=False)
+                return tf.cast(tf.clip_by_value(tf.floor(y * 255.0 + 0.5), 0.0, 255.0), tf.uint8)
+
+            self._compiled[key] = stylize
+        return self._compiled[key]
+
+    @property
+    def compiled_shapes(self) -> list[tuple[int, int, int]]:
+        return list(self._compiled)
+
+    def run(self, batch: np.ndarray, style: np.ndarray) -> np.ndarray:
+        n, h, w, _ = batch.shape
+        if h % 4 or w % 4:
+            raise EngineError(f"frame size {w}x{h} is not a multiple of 4")
+        style = broadcast_style(style, n)
+        return self._function(n, h, w, style.shape[1])(batch, style).numpy()
+
+    def close(self) -> None:
+        self._compiled.clear()

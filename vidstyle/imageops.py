@@ -1,0 +1,96 @@
+"""Per-frame geometry and colour helpers shared by the video and image paths."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+MULTIPLE = 4  # two stride-2 convs and two x2 upsamplings
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a source frame maps onto the network's input and back."""
+
+    src_w: int
+    src_h: int
+    proc_w: int  # the frame is resized to this ...
+    proc_h: int
+    net_w: int  # ... then reflect-padded up to a multiple of 4 (never resized by a few pixels)
+    net_h: int
+
+    @property
+    def needs_resize(self) -> bool:
+        return (self.proc_w, self.proc_h) != (self.src_w, self.src_h)
+
+
+def parse_size(text: str) -> tuple[int, int] | int:
+    """'640x480' -> (640, 480); '640' -> 640 (the longer side)."""
+    try:
+        if "x" in text.lower():
+            w, h = (int(v) for v in text.lower().split("x"))
+            if w > 0 and h > 0:
+                return w, h
+        elif int(text) > 0:
+            return int(text)
+    except ValueError:
+        pass
+    raise ValueError(f"bad size {text!r}; use WxH (e.g. 640x480) or the longer side in pixels (e.g. 640)")
+
+
+def plan(src_w: int, src_h: int, size: tuple[int, int] | int | None = None) -> Geometry:
+    """Processing geometry for a source of src_w x src_h at the requested size."""
+    if size is None:
+        proc_w, proc_h = src_w, src_h
+    elif isinstance(size, tuple):
+        proc_w, proc_h = size
+    else:
+        scale = size / max(src_w, src_h)
+        proc_w, proc_h = max(1, round(src_w * scale)), max(1, round(src_h * scale))
+    up = lambda v: max(MULTIPLE, -(-v // MULTIPLE) * MULTIPLE)  # noqa: E731
+    return Geometry(src_w, src_h, proc_w, proc_h, up(proc_w), up(proc_h))
+
+
+def prepare(image: np.ndarray, geom: Geometry) -> np.ndarray:
+    """Source RGB frame -> network input (resized, reflect-padded), uint8."""
+    if geom.needs_resize:
+        shrinking = geom.proc_w * geom.proc_h < geom.src_w * geom.src_h
+        image = cv2.resize(image, (geom.proc_w, geom.proc_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    ph, pw = geom.net_h - geom.proc_h, geom.net_w - geom.proc_w
+    if ph or pw:
+        # Reflection needs a side longer than the pad; tiny frames fall back to edge copies.
+        mode = cv2.BORDER_REFLECT_101 if min(geom.proc_h, geom.proc_w) > max(ph, pw) else cv2.BORDER_REPLICATE
+        image = cv2.copyMakeBorder(image, 0, ph, 0, pw, mode)
+    return np.ascontiguousarray(image)
+
+
+def finish(stylized: np.ndarray, geom: Geometry) -> np.ndarray:
+    """Network output -> frame at the source size (crop the pad, resize back)."""
+    out = stylized[: geom.proc_h, : geom.proc_w]
+    if geom.needs_resize:
+        out = cv2.resize(out, (geom.src_w, geom.src_h), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(out)
+
+
+def keep_colour(stylized: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """Stylized luminance with the original's chroma (Gatys et al. 2016, "Preserving colour")."""
+    y = cv2.cvtColor(stylized, cv2.COLOR_RGB2YCrCb)[..., :1]
+    crcb = cv2.cvtColor(original, cv2.COLOR_RGB2YCrCb)[..., 1:]
+    return cv2.cvtColor(np.concatenate([y, crcb], axis=-1), cv2.COLOR_YCrCb2RGB)
+
+
+def blend(stylized: np.ndarray, original: np.ndarray, strength: float) -> np.ndarray:
+    """strength 1 -> stylized, 0 -> original."""
+    if strength >= 1.0:
+        return stylized
+    return cv2.addWeighted(stylized, strength, original, 1.0 - strength, 0.0)
+
+
+def square_crop(image: np.ndarray, side: int) -> np.ndarray:
+    """Centre square crop resized to side x side (the style predictor's input)."""
+    h, w = image.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    crop = image[top : top + s, left : left + s]
+    return cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA if s > side else cv2.INTER_LINEAR)
