@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from .errors import StyleError
-from .models.multistyle import NUM_STYLES
+from .models import NUM_STYLES
 
 BUILTIN_MODEL = "multistyle26"
 PICTURE_MODEL = "arbitrary_transformer"

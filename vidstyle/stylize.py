@@ -7,7 +7,7 @@ from . import imageops
 from .engines import Engine
 from .engines import create as create_engine
 from .errors import StyleError
-from .models.arbitrary import STYLE_IMAGE_SIZE
+from .models import STYLE_IMAGE_SIZE
 from .styles import Style, read_picture
 
 

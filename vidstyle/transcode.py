@@ -107,10 +107,16 @@ def transcode(config: TranscodeConfig, progress: Progress | None = None,
         raise ValueError("batch must be at least 1")
     info = probe(config.input)
     style = styles.parse(config.style)
-    stylizer = Stylizer(style, strength=config.strength, preserve_color=config.preserve_color,
-                        engine_name=config.engine, threads=config.threads)
-    geom = imageops.plan(info.width, info.height, config.size)
+    # The sink checks the output (same file as the input? writable folder?) before
+    # the slow part: loading the engine.
     sink = FileSink(config.output, info, info.width, info.height, config.encode, audio_from=str(config.input))
+    try:
+        stylizer = Stylizer(style, strength=config.strength, preserve_color=config.preserve_color,
+                            engine_name=config.engine, threads=config.threads)
+    except BaseException:
+        sink.abort()
+        raise
+    geom = imageops.plan(info.width, info.height, config.size)
     source = FileSource(config.input)
     written = 0
 

@@ -15,6 +15,9 @@ import numpy as np
 from ..errors import EngineError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+NUM_STYLES = 26  # built-in styles of the multistyle network
+STYLE_DIM = 100  # length of the arbitrary-style embedding
+STYLE_IMAGE_SIZE = 256  # the style predictor's input side
 MODEL_NAMES = ("multistyle26", "arbitrary_transformer", "style_predictor")
 
 

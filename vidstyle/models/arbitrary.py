@@ -13,10 +13,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from . import STYLE_DIM, STYLE_IMAGE_SIZE
 from .layers import ReflectPad, StyleNorm
 
-STYLE_DIM = 100
-STYLE_IMAGE_SIZE = 256
 NORM_EPS = 1e-5  # read from the source graph (StyleNorm/batchnorm/add/y)
 
 

@@ -82,6 +82,35 @@ def conv_weights(graph) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     return convs
 
 
+def without_activation_quantization(path: Path) -> bytes:
+    """The source graph with activation fake-quantisation removed, serialized.
+
+    Every QuantizeLinear, and every DequantizeLinear that is not reading a
+    weight, becomes an Identity: what is left computes in float with the
+    dequantised weights, which is exactly what the Keras networks compute. The
+    parity tests use it to separate "the import is exact" from "the int8 source
+    rounds its activations".
+    """
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    weights = {t.name for t in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear" or (node.op_type == "DequantizeLinear" and node.input[0] not in weights):
+            nodes.append(helper.make_node("Identity", [node.input[0]], list(node.output), name=node.name))
+        else:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]  # intermediate int8 type annotations no longer hold
+    for out in graph.output:
+        out.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    return model.SerializeToString()
+
+
 def _keras_kernel(oihw: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(oihw.transpose(2, 3, 1, 0))
 

