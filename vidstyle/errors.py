@@ -25,8 +25,8 @@ class EngineError(VidstyleError):
 class PipelineError(VidstyleError):
     """A pipeline stage failed; carries the stage name and the frame index."""
 
-    def __init__(self, stage: str, frame_index: int | None, cause: BaseException):
-        where = f"frame {frame_index}" if frame_index is not None else "start of stream"
+    def __init__(self, stage: str, frame_index: int | None, cause: BaseException, at_end: bool = False):
+        where = f"frame {frame_index}" if frame_index is not None else ("end of stream" if at_end else "start of stream")
         super().__init__(f"{stage} failed at {where}: {cause}")
         self.stage = stage
         self.frame_index = frame_index

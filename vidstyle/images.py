@@ -34,8 +34,11 @@ def check_output(path: Path, inputs: list[Path] = ()) -> None:
             raise OutputError(f"{path}: output would overwrite the input")
     if not folder.is_dir():
         raise OutputError(f"{folder}: output folder does not exist")
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"{folder}: output folder is not writable")
+    try:  # os.access says yes to root everywhere (even /proc): try it for real
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{folder}: output folder is not writable ({exc.strerror or exc})") from None
     if cv2.haveImageWriter(f"x{path.suffix}") is False or not path.suffix:
         raise OutputError(f"{path}: unknown image type {path.suffix or '(none)'}; use .png or .jpg")
 
@@ -45,7 +48,10 @@ def write_image(path: Path, rgb: np.ndarray) -> Path:
     ok, data = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OutputError(f"{path}: OpenCV cannot encode {path.suffix} images")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.partial-", suffix=path.suffix, dir=path.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.partial-", suffix=path.suffix, dir=path.parent or ".")
+    except OSError as exc:  # e.g. root in /proc, where os.access() in check_output says yes
+        raise OutputError(f"{path}: cannot write in {path.parent} ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.tobytes())

@@ -45,11 +45,11 @@ class RunStats:
 
 def item_index(item: Any) -> int | None:
     """Frame index of an item (a Frame, or a batch whose first element is one)."""
-    if hasattr(item, "index"):
-        return item.index
-    if isinstance(item, (list, tuple)) and item:
-        return item_index(item[0])
-    return None
+    # Batches first: list and tuple have an ``index`` method, which is no frame index.
+    if isinstance(item, (list, tuple)):
+        return item_index(item[0]) if item else None
+    index = getattr(item, "index", None)
+    return index if isinstance(index, int) else None
 
 
 class _Stopped(Exception):
@@ -67,6 +67,7 @@ class Pipeline:
         self._error: PipelineError | None = None
         self._error_lock = threading.Lock()
         self._cancelled = False
+        self._completed = False  # the last stage saw EOS and flushed: the output is whole
         self.stats = RunStats(stages={s.name: StageStats() for s in [Stage(source_name, lambda i: ())] + stages})
 
     # -- queue operations that give up when the pipeline stops ----------------
@@ -90,10 +91,10 @@ class Pipeline:
             except queue.Empty:
                 continue
 
-    def _fail(self, stage: str, index: int | None, exc: BaseException) -> None:
+    def _fail(self, stage: str, index: int | None, exc: BaseException, at_end: bool = False) -> None:
         with self._error_lock:
             if self._error is None:
-                self._error = PipelineError(stage, index, exc)
+                self._error = PipelineError(stage, index, exc, at_end=at_end)
         self._stop.set()
 
     # -- workers ------------------------------------------------------------
@@ -142,12 +143,14 @@ class Pipeline:
                 if item is EOS:
                     if outbox is not None:
                         self._put(outbox, EOS)
+                    else:
+                        self._completed = True
                     return
                 stats.items += 1
         except _Stopped:
             pass
         except BaseException as exc:  # noqa: BLE001
-            self._fail(stage.name, item_index(item), exc)
+            self._fail(stage.name, item_index(item), exc, at_end=item is EOS)
 
     # -- orchestration --------------------------------------------------------
 
@@ -177,6 +180,6 @@ class Pipeline:
             self.stats.wall = time.perf_counter() - start
         if self._error is not None:
             raise self._error
-        if self._cancelled:
+        if self._cancelled and not self._completed:  # a cancel after the last flush changes nothing
             raise Cancelled("cancelled")
         return self.stats

@@ -35,6 +35,10 @@ def builtin(weights: dict[int, float]) -> Style:
         if wt < 0:
             raise StyleError(f"style weight for {idx} is negative ({wt})")
         w[idx] += wt
+    # float() accepts "nan" and "inf", and float32 overflows past 3.4e38: any of them
+    # would turn every normalised weight into NaN.
+    if not np.isfinite(w.sum()):
+        raise StyleError(f"style weights must be finite numbers, got {weights}")
     if w.sum() <= 0:
         raise StyleError("style weights must not all be zero")
     label = ",".join(f"{i}:{wt:g}" for i, wt in sorted(weights.items())) if len(weights) > 1 else str(next(iter(weights)))

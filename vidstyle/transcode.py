@@ -128,11 +128,15 @@ def transcode(config: TranscodeConfig, progress: Progress | None = None,
             progress(written, info.frame_count)
         return ()
 
-    stages = stylize_stages(stylizer, geom, config.batch) + [Stage("encode", encode, lambda: (sink.close(), ())[1])]
+    def finalize():
+        sink.close()  # flush the encoder, finish the audio, rename into place
+        return ()
+
+    stages = stylize_stages(stylizer, geom, config.batch) + [Stage("encode", encode, finalize)]
     pipeline = Pipeline(source.frames, stages, queue_size=config.queue_size)
-    if on_pipeline:
-        on_pipeline(pipeline)
     try:
+        if on_pipeline:
+            on_pipeline(pipeline)
         stats = pipeline.run()
     except BaseException:
         sink.abort()

@@ -35,8 +35,10 @@ class TFEngine:
     name = "tf"
 
     def __init__(self, model: str, threads: int = 0, jit_compile: bool = False):
+        from ..tfimport import import_tensorflow
+
         try:
-            import tensorflow as tf
+            tf = import_tensorflow()
         except ImportError:
             raise EngineError("the tf engine needs TensorFlow: pip install tensorflow") from None
         from ..models import pretrained

@@ -58,6 +58,9 @@ def pretrained(name: str):
     """Build ``name`` and load its pretrained weights (cached: one copy per process)."""
     if name not in MODEL_NAMES:
         raise EngineError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
+    from ..tfimport import import_tensorflow
+
+    import_tensorflow()
     model = _builder(name)()
     load_weights(model, WEIGHTS_DIR / f"{name}.npz")
     return model
