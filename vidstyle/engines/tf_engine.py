@@ -6,6 +6,8 @@ first and last convolutions.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..errors import EngineError
@@ -31,6 +33,19 @@ def configure_threads(threads: int) -> None:
         ) from None
 
 
+_SHARED: dict[tuple[str, int], "TFEngine"] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_engine(model: str, threads: int = 0) -> "TFEngine":
+    """One engine per (model, threads) per process, so a second transcode of the same
+    shape reuses the traced graph instead of paying the trace again."""
+    with _SHARED_LOCK:
+        if (model, threads) not in _SHARED:
+            _SHARED[(model, threads)] = TFEngine(model, threads=threads)
+        return _SHARED[(model, threads)]
+
+
 class TFEngine:
     name = "tf"
 
@@ -49,6 +64,7 @@ class TFEngine:
         self._keras = pretrained(model)
         self._jit = jit_compile
         self._compiled: dict[tuple[int, int, int], object] = {}
+        self._lock = threading.Lock()  # shared engines may be called from two pipelines
 
     def _function(self, n: int, h: int, w: int, dim: int):
         key = (n, h, w)
@@ -77,7 +93,9 @@ class TFEngine:
         if h % 4 or w % 4:
             raise EngineError(f"frame size {w}x{h} is not a multiple of 4")
         style = broadcast_style(style, n)
-        return self._function(n, h, w, style.shape[1])(batch, style).numpy()
+        with self._lock:
+            fn = self._function(n, h, w, style.shape[1])
+        return fn(batch, style).numpy()
 
     def close(self) -> None:
         self._compiled.clear()
