@@ -5,6 +5,8 @@ clear error at selection time, never an ImportError at ``import vidstyle``.
 """
 from __future__ import annotations
 
+import importlib.util
+
 from ..errors import EngineError
 from .base import Engine
 
@@ -13,14 +15,8 @@ ENGINES = ("tf",)
 
 def available() -> list[str]:
     """Engines that can run here, fastest first."""
-    found = []
-    try:
-        import tensorflow  # noqa: F401
-
-        found.append("tf")
-    except ImportError:
-        pass
-    return found
+    # find_spec, not import: choosing an engine must not pay TensorFlow's start-up.
+    return [name for name, module in (("tf", "tensorflow"),) if importlib.util.find_spec(module)]
 
 
 def create(name: str, model: str, threads: int = 0) -> Engine:
