@@ -87,6 +87,14 @@ def blend(stylized: np.ndarray, original: np.ndarray, strength: float) -> np.nda
     return cv2.addWeighted(stylized, strength, original, 1.0 - strength, 0.0)
 
 
+def load_rgb(path) -> np.ndarray | None:
+    """RGB uint8 image from a file, or None if OpenCV cannot decode it. Reads the bytes
+    and decodes them (np.fromfile + imdecode) so non-ASCII paths work."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 def square_crop(image: np.ndarray, side: int) -> np.ndarray:
     """Centre square crop resized to side x side (the style predictor's input)."""
     h, w = image.shape[:2]

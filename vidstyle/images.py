@@ -10,6 +10,7 @@ import numpy as np
 
 from . import styles
 from .errors import InputError, OutputError
+from .imageops import load_rgb
 from .models import NUM_STYLES
 
 DEFAULT_CONTENT = Path(__file__).parent / "data" / "content.jpg"
@@ -19,11 +20,10 @@ def read_image(path: Path) -> np.ndarray:
     """RGB uint8 image, or InputError with one line."""
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    data = np.fromfile(str(path), dtype=np.uint8)  # imdecode of bytes: non-ASCII paths work
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = load_rgb(path)
     if image is None:
         raise InputError(f"{path}: not an image OpenCV can decode")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
 
 
 def check_output(path: Path, inputs: list[Path] = ()) -> None:

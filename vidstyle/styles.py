@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .errors import StyleError
+from .imageops import load_rgb
 from .models import NUM_STYLES
 
 BUILTIN_MODEL = "multistyle26"
@@ -80,8 +80,7 @@ def picture(path: Path) -> Style:
 
 def read_picture(path: Path) -> np.ndarray:
     """RGB uint8 picture, or StyleError naming the file."""
-    data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile + imdecode: non-ASCII paths work
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = load_rgb(path)
     if image is None:
         raise StyleError(f"cannot read style picture {path}: not an image OpenCV can decode")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
