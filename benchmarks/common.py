@@ -10,9 +10,7 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
-from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -87,21 +85,6 @@ class Stopwatch:
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.start
         self.cpu = time.process_time() + _children_cpu() - self._cpu0
-
-
-@contextmanager
-def quiet_stderr():
-    """Silence C-level stderr (FFmpeg, TensorFlow) for a block."""
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def median(values):

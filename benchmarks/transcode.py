@@ -25,7 +25,8 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import REPO, Stopwatch, median, quiet_stderr, save_results, system_block, table  # noqa: E402
+from benchmarks.common import REPO, Stopwatch, median, save_results, system_block, table  # noqa: E402
+from vidstyle.tfimport import quiet_stderr  # noqa: E402
 
 with quiet_stderr():  # TF 2.21 prints its oneDNN notice through absl, which ignores TF_CPP_MIN_LOG_LEVEL
     import tensorflow  # noqa: E402, F401

@@ -201,6 +201,25 @@ def test_a_stage_failing_while_upstream_is_blocked_on_a_full_queue_stops_everyth
 # --- cancellation ------------------------------------------------------------------------
 
 
+def run_and_cancel(pipeline: Pipeline, when: threading.Event, then: threading.Event | None = None) -> None:
+    """Run ``pipeline``; once ``when`` is set, cancel it from another thread (then set ``then``).
+    The run must end with Cancelled."""
+
+    def cancel():
+        must_wait(when)
+        pipeline.cancel()
+        if then is not None:
+            then.set()
+
+    canceller = threading.Thread(target=cancel)
+    canceller.start()
+    try:
+        with pytest.raises(Cancelled):
+            pipeline.run()
+    finally:
+        canceller.join(WAIT)
+
+
 def test_cancel_from_another_thread_ends_run_with_cancelled(threads):
     reached = threading.Event()
 
@@ -212,17 +231,7 @@ def test_cancel_from_another_thread_ends_run_with_cancelled(threads):
     source = Source()  # endless
     pipeline = Pipeline(source, [Stage("pass", lambda item: [item]), Stage("count", count)], queue_size=2)
 
-    def cancel():
-        must_wait(reached)
-        pipeline.cancel()
-
-    canceller = threading.Thread(target=cancel)
-    canceller.start()
-    try:
-        with pytest.raises(Cancelled):
-            pipeline.run()
-    finally:
-        canceller.join(WAIT)
+    run_and_cancel(pipeline, when=reached)
     assert source.closed
     threads.assert_back_to_start()
 
@@ -237,17 +246,6 @@ def test_cancel_while_upstream_is_blocked_on_a_full_queue(threads):
 
     pipeline = Pipeline(jam.source, [Stage("pass", lambda item: [item]), Stage("encode", consume)], queue_size=1)
 
-    def cancel():
-        must_wait(jam.full)
-        pipeline.cancel()
-        cancelled.set()
-
-    canceller = threading.Thread(target=cancel)
-    canceller.start()
-    try:
-        with pytest.raises(Cancelled):
-            pipeline.run()
-    finally:
-        canceller.join(WAIT)
+    run_and_cancel(pipeline, when=jam.full, then=cancelled)
     assert jam.source.closed and jam.source.produced == 5
     threads.assert_back_to_start()

@@ -3,6 +3,22 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
+
+
+@contextmanager
+def quiet_stderr():
+    """Silence C-level stderr (fd 2: FFmpeg, TensorFlow's absl) for a block."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def import_tensorflow():
@@ -15,13 +31,6 @@ def import_tensorflow():
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with quiet_stderr():
+        import tensorflow
     return tensorflow

@@ -84,10 +84,6 @@ class TFEngine:
             self._compiled[key] = stylize
         return self._compiled[key]
 
-    @property
-    def compiled_shapes(self) -> list[tuple[int, int, int]]:
-        return list(self._compiled)
-
     def run(self, batch: np.ndarray, style: np.ndarray) -> np.ndarray:
         n, h, w, _ = batch.shape
         if h % 4 or w % 4:
