@@ -1,4 +1,4 @@
-"""Command line: transcode | image | styles. Thin: parse, validate, call the library."""
+"""Command line: transcode | image | styles | metrics. Thin: parse, validate, call the library."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +27,16 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0: one per core)")
 
 
+def _add_temporal_options(p: argparse.ArgumentParser) -> None:
+    from .temporal import DEFAULT_MODE, DEFAULT_STRENGTH, MODES
+
+    g = p.add_argument_group("temporal smoothing")
+    g.add_argument("--temporal", choices=MODES, default=DEFAULT_MODE,
+                   help=f"flow: motion-compensated, no trails; ema: plain blend (trails); off (default {DEFAULT_MODE})")
+    g.add_argument("--temporal-strength", type=float, default=DEFAULT_STRENGTH,
+                   help=f"0..1: how much history to keep where it is trusted (default {DEFAULT_STRENGTH})")
+
+
 def create_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidstyle", description="Neural style transfer for video.")
     parser.add_argument("--version", action="version", version=f"vidstyle {__version__}")
@@ -37,6 +47,7 @@ def create_parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", type=Path, required=True)
     _add_style_options(t)
     _add_engine_options(t)
+    _add_temporal_options(t)
     t.add_argument("--batch", type=int, default=4, help="frames per inference batch (default 4)")
     enc = t.add_argument_group("encoder")
     enc.add_argument("--codec", default="libx264")
@@ -54,6 +65,12 @@ def create_parser() -> argparse.ArgumentParser:
     s.add_argument("--sheet", type=Path, help="write a labelled contact sheet of all 26 styles here")
     s.add_argument("--on", type=Path, help="picture to render the sheet on (default: a frame of the sample clip)")
     _add_engine_options(s)
+
+    m = sub.add_parser("metrics", help="measure the flicker of a stylized video against its input")
+    m.add_argument("input", type=Path, help="the video that was stylized")
+    m.add_argument("output", type=Path, help="the stylized video")
+    m.add_argument("--reference", type=Path, help="plain per-frame stylization (--temporal off), for deviation")
+    m.add_argument("--json", type=Path, help="also write the figures, pair by pair, to this JSON file")
     return parser
 
 
@@ -68,9 +85,9 @@ def _size(text: str | None):
         raise VidstyleError(str(exc)) from None
 
 
-def _check_strength(value: float) -> None:
+def _check_strength(value: float, option: str = "--strength") -> None:
     if not 0.0 <= value <= 1.0:
-        raise VidstyleError(f"--strength must be between 0 and 1, got {value}")
+        raise VidstyleError(f"{option} must be between 0 and 1, got {value}")
 
 
 def cmd_transcode(args) -> int:
@@ -78,12 +95,14 @@ def cmd_transcode(args) -> int:
     from .transcode import TranscodeConfig, transcode
 
     _check_strength(args.strength)
+    _check_strength(args.temporal_strength, "--temporal-strength")
     if args.batch < 1:
         raise VidstyleError(f"--batch must be at least 1, got {args.batch}")
     config = TranscodeConfig(
         input=args.input, output=args.output, style=args.style, strength=args.strength,
         preserve_color=args.preserve_color, size=_size(args.size), batch=args.batch, engine=args.engine,
-        threads=args.threads, encode=EncodeSettings(codec=args.codec, crf=args.crf, preset=args.preset),
+        threads=args.threads, temporal=args.temporal, temporal_strength=args.temporal_strength,
+        encode=EncodeSettings(codec=args.codec, crf=args.crf, preset=args.preset),
     )
     bar = None
     pipeline_ref = []
@@ -142,10 +161,20 @@ def cmd_styles(args) -> int:
     return 0
 
 
+def cmd_metrics(args) -> int:
+    from .metrics import measure
+
+    report = measure(args.input, args.output, args.reference, json_path=args.json)
+    width = max(len(name) for name, _ in report.rows())
+    for name, value in report.rows():
+        print(f"{name:<{width}}  {value}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = create_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
-    handler = {"transcode": cmd_transcode, "image": cmd_image, "styles": cmd_styles}[args.command]
+    handler = {"transcode": cmd_transcode, "image": cmd_image, "styles": cmd_styles, "metrics": cmd_metrics}[args.command]
     try:
         return handler(args)
     except Cancelled:

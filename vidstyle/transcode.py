@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from . import imageops, styles
+from . import temporal as temporal_mod
 from .frame import Frame
 from .io import EncodeSettings, FileSink, FileSource, probe
 from .pipeline import Pipeline, RunStats, Stage
@@ -29,6 +30,8 @@ class TranscodeConfig:
     threads: int = 0  # engine intra-op threads; 0 = the runtime's default
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     queue_size: int = 8
+    temporal: str = temporal_mod.DEFAULT_MODE  # off | ema | flow
+    temporal_strength: float = temporal_mod.DEFAULT_STRENGTH
 
 
 @dataclass
@@ -44,11 +47,12 @@ class TranscodeResult:
 
 @dataclass
 class _Work:
-    """A frame on its way through prepare -> engine -> finish."""
+    """A frame on its way through motion -> prepare -> engine -> finish -> temporal."""
 
     frame: Frame
-    net: np.ndarray
+    net: np.ndarray | None = None
     out: np.ndarray | None = None
+    motion: temporal_mod.Motion | None = None
 
     @property
     def index(self) -> int:
@@ -72,11 +76,23 @@ def _batcher(size: int) -> tuple[Callable, Callable]:
     return process, flush
 
 
-def stylize_stages(stylizer: Stylizer, geom: imageops.Geometry, batch: int) -> list[Stage]:
-    """prepare -> batch -> engine -> finish, shared by every frame source."""
+def stylize_stages(stylizer: Stylizer, geom: imageops.Geometry, batch: int,
+                   temporal: temporal_mod.Temporal | None = None) -> list[Stage]:
+    """[motion] -> prepare -> batch -> engine -> finish -> [temporal], shared by every frame source.
 
-    def prepare(frame: Frame):
-        yield _Work(frame, imageops.prepare(frame.image, geom))
+    Motion (optical flow between input frames) has its own thread so that it
+    runs beside inference; the temporal stage then only warps and blends.
+    Each owns its half of the smoothing state.
+    """
+    temporal = temporal or temporal_mod.Temporal()
+
+    def motion(frame: Frame):
+        yield _Work(frame, motion=temporal.observe(frame.index, frame.image))
+
+    def prepare(item: Frame | _Work):
+        work = item if isinstance(item, _Work) else _Work(item)
+        work.net = imageops.prepare(work.frame.image, geom)
+        yield work
 
     def infer(works: list[_Work]):
         out = stylizer.run(np.stack([w.net for w in works]), size=batch)
@@ -86,11 +102,19 @@ def stylize_stages(stylizer: Stylizer, geom: imageops.Geometry, batch: int) -> l
 
     def finish(works: list[_Work]):
         for w in works:
-            f = w.frame
-            yield Frame(f.index, f.pts, f.time_base, stylizer.finish(w.out, f.image, geom), f.captured)
+            w.out = stylizer.finish(w.out, w.frame.image, geom)
+            yield w
+
+    def smooth(work: _Work):
+        f = work.frame
+        yield Frame(f.index, f.pts, f.time_base, temporal.blend(f.index, work.out, work.motion), f.captured)
 
     process, flush = _batcher(batch)
-    return [Stage("prepare", prepare), Stage("batch", process, flush), Stage("engine", infer), Stage("finish", finish)]
+    stages = [Stage("prepare", prepare), Stage("batch", process, flush), Stage("engine", infer),
+              Stage("finish", finish), Stage("temporal", smooth)]
+    if temporal.needs_motion:
+        stages.insert(0, Stage("motion", motion))
+    return stages
 
 
 def transcode(config: TranscodeConfig, progress: Progress | None = None,
@@ -107,6 +131,7 @@ def transcode(config: TranscodeConfig, progress: Progress | None = None,
         raise ValueError("batch must be at least 1")
     info = probe(config.input)
     style = styles.parse(config.style)
+    smoother = temporal_mod.create(config.temporal, config.temporal_strength)
     # The sink checks the output (same file as the input? writable folder?) before
     # the slow part: loading the engine.
     sink = FileSink(config.output, info, info.width, info.height, config.encode, audio_from=str(config.input))
@@ -132,7 +157,7 @@ def transcode(config: TranscodeConfig, progress: Progress | None = None,
         sink.close()  # flush the encoder, finish the audio, rename into place
         return ()
 
-    stages = stylize_stages(stylizer, geom, config.batch) + [Stage("encode", encode, finalize)]
+    stages = stylize_stages(stylizer, geom, config.batch, smoother) + [Stage("encode", encode, finalize)]
     pipeline = Pipeline(source.frames, stages, queue_size=config.queue_size)
     try:
         if on_pipeline:
