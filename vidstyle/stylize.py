@@ -60,7 +60,11 @@ class Stylizer:
         return self.engine.run(batch, self.vector(batch[0]))[:n]
 
     def finish(self, stylized: np.ndarray, original: np.ndarray, geom: imageops.Geometry) -> np.ndarray:
-        out = imageops.finish(stylized, geom)
+        return self.touch_up(imageops.finish(stylized, geom), original)
+
+    def touch_up(self, out: np.ndarray, original: np.ndarray) -> np.ndarray:
+        """Colour preservation and strength, from the frame's own original. Temporal
+        smoothing comes before this, so neither brings back an earlier frame's colours."""
         if self.preserve_color:
             out = imageops.keep_colour(out, original)
         if self.style.picture is None:

@@ -50,8 +50,7 @@ PHOTO_NOISE = 0.04  # photometric mismatch (on [0, 1]) that compression and sens
 PHOTO_SIGMA = 0.10  # ... and the scale of the excess beyond it at which the warped history loses trust
 CHANGE_LOW, CHANGE_HIGH = 0.04, 0.06  # input change (on [0, 1]) from "static" to "moving"
 MOVING_SHARE = 0.4  # blend strength where the input moves, relative to static areas
-CUT_SHARE = 0.5  # a scene cut: this share of pixels mismatched beyond CUT_ERROR after warping
-CUT_ERROR = 0.12
+CUT_ERROR = 0.04  # a scene cut: the mean photometric mismatch after warping (the sample clip peaks at 0.011)
 
 
 @dataclass
@@ -119,7 +118,7 @@ class FlowEstimator:
         change = cv2.GaussianBlur(np.abs(cur - before), (3, 3), 0)
         moving = np.clip((change - CHANGE_LOW) * (1 / (CHANGE_HIGH - CHANGE_LOW)), 0.0, 1.0)
         weight *= 1.0 - (1.0 - MOVING_SHARE) * moving
-        cut = float((photo > CUT_ERROR).mean()) > CUT_SHARE
+        cut = float(photo.mean()) > CUT_ERROR
         return Motion(index, prev_index, flow, weight, cut)
 
 

@@ -102,12 +102,13 @@ def stylize_stages(stylizer: Stylizer, geom: imageops.Geometry, batch: int,
 
     def finish(works: list[_Work]):
         for w in works:
-            w.out = stylizer.finish(w.out, w.frame.image, geom)
+            w.out = imageops.finish(w.out, geom)
             yield w
 
     def smooth(work: _Work):
         f = work.frame
-        yield Frame(f.index, f.pts, f.time_base, temporal.blend(f.index, work.out, work.motion), f.captured)
+        out = stylizer.touch_up(temporal.blend(f.index, work.out, work.motion), f.image)
+        yield Frame(f.index, f.pts, f.time_base, out, f.captured)
 
     process, flush = _batcher(batch)
     stages = [Stage("prepare", prepare), Stage("batch", process, flush), Stage("engine", infer),
