@@ -119,7 +119,8 @@ def run_pipeline(clip: Path, out: Path, style: str, size, batch: int) -> dict:
     """(c) the real thing. fps = frames / pipeline wall (as TranscodeResult.fps); call_fps also
     counts what transcode() does before the pipeline starts (probe, engine, sink)."""
     with Stopwatch() as sw:
-        res = transcode(TranscodeConfig(input=clip, output=out, style=style, size=size, batch=batch))
+        res = transcode(TranscodeConfig(input=clip, output=out, style=style, size=size, batch=batch,
+                                        temporal="off"))  # per-frame, like (a), (b) and the peer
     stages = {k: {"items": s.items, "busy": s.busy} for k, s in res.stats.stages.items()}
     return {"frames": res.frames, "seconds": res.stats.wall, "fps": res.fps, "call_seconds": sw.seconds,
             "call_fps": res.frames / sw.seconds, "cores_busy": sw.cpu / sw.seconds, "stages": stages}

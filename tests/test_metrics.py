@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import cv2
 import numpy as np
@@ -29,7 +30,8 @@ def test_a_static_scene_scores_zero():
     frame = texture()
     report = metrics.evaluate([frame] * 5, [frame] * 5, reference=[frame] * 5)
     assert report.warp_error < 1e-9 and report.input_warp_error < 1e-9
-    assert report.deviation == 0 and report.moving_deviation == 0
+    assert report.deviation == 0
+    assert math.isnan(report.moving_deviation)  # nothing moved: no figure, rather than a perfect one
     assert report.coverage > 0.95
 
 
@@ -76,6 +78,27 @@ def test_garbage_where_the_flow_is_not_trusted_does_not_count():
     assert report.warp_error == pytest.approx(report.input_warp_error, rel=0.05, abs=1e-6)
     everywhere = ((first.astype(float) - inputs[0]) / 255) ** 2
     assert everywhere.sum(-1).mean() > 1000 * report.warp_error  # the garbage would have counted
+
+
+def test_a_scene_cut_is_left_out_of_the_means():
+    first, second = panning(5), [255 - f for f in panning(4, step=3)]
+    inputs = first + second
+    d = round(255 * 0.05)
+    outputs = [np.clip(f.astype(np.int16) + (d if i % 2 else -d), 0, 255).astype(np.uint8)
+               for i, f in enumerate(inputs)]
+    report = metrics.evaluate(inputs, outputs)
+    assert report.cuts == [4]  # the pair (frame 4, frame 5)
+    assert report.input_per_pair[4] > 100 * report.input_warp_error
+    assert report.warp_error == pytest.approx(3 * (2 * d / 255) ** 2, rel=0.05)
+
+
+def test_motion_from_another_clip_is_refused():
+    inputs = panning(4)
+    motion = list(metrics.input_motion(inputs[:3]))
+    with pytest.raises(ValueError, match="motion ends before frame 3"):
+        metrics.evaluate(inputs, inputs, motion=motion)
+    with pytest.raises(ValueError):
+        metrics.evaluate(inputs, inputs[:3])
 
 
 def test_moving_deviation_looks_only_where_the_input_changed():

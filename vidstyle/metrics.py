@@ -8,8 +8,13 @@ over the pixels the flow can be trusted at; the video's figure is the mean
 over pairs. Trust follows Ruder et al. 2016: a pixel is dropped where forward
 and backward flow disagree (occlusion), at motion boundaries, and where the
 flow leaves the frame. The flow here is DIS at its MEDIUM preset on full
-resolution: deliberately stronger than, and different from, the coarse flow
-the smoother uses, so the smoother is not graded by its own tool.
+resolution, computed both ways: the same family as the smoother's flow but
+four times the pixels, and checked by the forward-backward test the smoother
+does not use, so the smoother is not graded by its own tool alone.
+
+A scene cut has no flow: a pair whose input warping error is more than
+CUT_FACTOR times the clip's median is counted as a cut and left out of both
+means (one cut would otherwise outweigh every other pair); ``cuts`` lists them.
 
 The input video's own warping error is the floor (flow is never perfect);
 ``flicker_excess`` = E_warp(output) / E_warp(input).
@@ -22,6 +27,7 @@ previous frame, where ghost trails appear.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -33,6 +39,7 @@ from .errors import InputError
 # A pixel counts as "moving" when the blurred mean RGB change from the previous
 # input frame exceeds this (on [0, 1]); the blur keeps sensor noise out.
 MOVING_THRESHOLD = 0.04
+CUT_FACTOR = 20
 
 
 def gray(rgb: np.ndarray) -> np.ndarray:
@@ -63,10 +70,17 @@ class PairMotion:
         return float(self.valid.mean())
 
 
+@lru_cache(maxsize=4)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    xs.flags.writeable = ys.flags.writeable = False
+    return xs, ys
+
+
 def consistency_mask(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     """Ruder et al. 2016: True where ``forward`` (t -> t+1) is trusted, given ``backward`` (t+1 -> t)."""
     h, w = forward.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    xs, ys = _grid(h, w)
     map_x, map_y = xs + forward[..., 0], ys + forward[..., 1]
     back = _sample(backward, map_x, map_y)
     fwd_sq = (forward ** 2).sum(-1)
@@ -87,8 +101,7 @@ def pair_motion(a: np.ndarray, b: np.ndarray) -> PairMotion:
     """Motion between consecutive RGB input frames ``a`` (t) and ``b`` (t+1)."""
     ga, gb = gray(a), gray(b)
     forward, backward = strong_flow(ga, gb), strong_flow(gb, ga)
-    h, w = ga.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    xs, ys = _grid(*ga.shape)
     return PairMotion(xs + forward[..., 0], ys + forward[..., 1],
                       consistency_mask(forward, backward), moving_mask(a, b))
 
@@ -120,9 +133,12 @@ class Report:
     coverage: float = 0.0  # share of pixels the flow was trusted at
     per_pair: list[float] = field(default_factory=list)  # output warping error, pair by pair
     input_per_pair: list[float] = field(default_factory=list)
+    cuts: list[int] = field(default_factory=list)  # pairs left out as scene cuts
 
     @property
     def flicker_excess(self) -> float:
+        if self.input_warp_error != self.input_warp_error:
+            return float("nan")
         return self.warp_error / self.input_warp_error if self.input_warp_error > 0 else float("inf")
 
     def rows(self) -> list[tuple[str, str]]:
@@ -130,23 +146,35 @@ class Report:
                 ("warping error (output)", f"{self.warp_error:.6f}"),
                 ("warping error (input)", f"{self.input_warp_error:.6f}"),
                 ("flicker excess", f"{self.flicker_excess:.2f}"),
-                ("flow coverage", f"{self.coverage:.1%}")]
+                ("flow coverage", f"{self.coverage:.1%}"),
+                ("scene cuts left out", ", ".join(f"frame {i + 1}" for i in self.cuts) or "none")]
         if self.deviation is not None:
+            moving = "n/a (nothing moved)" if self.moving_deviation != self.moving_deviation \
+                else f"{self.moving_deviation:.4f}"
             rows += [("deviation from per-frame (all pixels)", f"{self.deviation:.4f}"),
-                     ("deviation from per-frame (moving pixels)", f"{self.moving_deviation:.4f}")]
+                     ("deviation from per-frame (moving pixels)", moving)]
         return rows
 
     def as_dict(self) -> dict:
         return {"frames": self.frames, "warp_error": self.warp_error,
                 "input_warp_error": self.input_warp_error, "flicker_excess": self.flicker_excess,
                 "deviation": self.deviation, "moving_deviation": self.moving_deviation,
-                "coverage": self.coverage, "per_pair": self.per_pair,
+                "coverage": self.coverage, "cuts": self.cuts, "per_pair": self.per_pair,
                 "input_per_pair": self.input_per_pair}
 
 
-def _nanmean(values: list[float]) -> float:
-    kept = [v for v in values if v == v]
+def _nanmean(values: list[float], skip: list[int]) -> float:
+    kept = [v for i, v in enumerate(values) if v == v and i not in skip]
     return float(np.mean(kept)) if kept else float("nan")
+
+
+def scene_cuts(input_per_pair: list[float]) -> list[int]:
+    """Pairs whose input warping error dwarfs the clip's typical pair."""
+    known = [v for v in input_per_pair if v == v]
+    if len(known) < 3:
+        return []
+    typical = float(np.median(known))
+    return [i for i, v in enumerate(input_per_pair) if v == v and v > CUT_FACTOR * max(typical, 1e-6)]
 
 
 def evaluate(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray],
@@ -166,17 +194,21 @@ def evaluate(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray],
     dev_sum = dev_n = mov_sum = mov_n = 0.0
     prev_in = prev_out = None
     frames = 0
-    for frame_in, frame_out in zip(inputs, outputs):
+    for frame_in, frame_out in zip(inputs, outputs, strict=True):
         if frame_in.shape != frame_out.shape:
             raise ValueError(f"frame {frames}: output is {frame_out.shape[1]}x{frame_out.shape[0]}, "
                              f"input {frame_in.shape[1]}x{frame_in.shape[0]}; they must match")
         if prev_in is not None:
-            pm = next(motion) if motion is not None else pair_motion(prev_in, frame_in)
+            pm = next(motion, None) if motion is not None else pair_motion(prev_in, frame_in)
+            if pm is None:
+                raise ValueError(f"motion ends before frame {frames}: it belongs to a shorter clip")
             out_err.append(pair_warp_error(prev_out, frame_out, pm))
             in_err.append(pair_warp_error(prev_in, frame_in, pm))
             coverage.append(pm.coverage)
         if reference is not None:
-            ref = next(reference)
+            ref = next(reference, None)
+            if ref is None:
+                raise ValueError(f"the reference ends at frame {frames}, before the output")
             diff = np.abs(frame_out.astype(np.float32) - ref.astype(np.float32)).mean(-1) / 255.0
             dev_sum += float(diff.sum())
             dev_n += diff.size
@@ -188,11 +220,12 @@ def evaluate(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray],
         frames += 1
     if frames < 2:
         raise ValueError("need at least two frames to measure flicker")
-    report = Report(frames, _nanmean(out_err), _nanmean(in_err), coverage=float(np.mean(coverage)),
-                    per_pair=out_err, input_per_pair=in_err)
+    cuts = scene_cuts(in_err)
+    report = Report(frames, _nanmean(out_err, cuts), _nanmean(in_err, cuts), coverage=float(np.mean(coverage)),
+                    per_pair=out_err, input_per_pair=in_err, cuts=cuts)
     if reference is not None:
         report.deviation = dev_sum / dev_n
-        report.moving_deviation = mov_sum / mov_n if mov_n else 0.0
+        report.moving_deviation = mov_sum / mov_n if mov_n else float("nan")
     return report
 
 
@@ -221,18 +254,22 @@ def measure(input_path, output_path, reference_path=None, json_path=None) -> Rep
     streams = [_images(input_path, "input", size, counts), _images(output_path, "output", size, counts)]
     if reference_path:
         streams.append(_images(reference_path, "reference", size, counts))
+    problem = None
     try:
-        report = evaluate(*streams)
+        try:
+            report = evaluate(*streams)
+        except ValueError as exc:
+            problem = str(exc)
         for stream in streams:  # a longer video has frames left over
             next(stream, None)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
     finally:
         for stream in streams:
             stream.close()
     if len(set(counts.values())) > 1:
         raise InputError("frame counts differ (" + ", ".join(f"{k} {v}" for k, v in counts.items())
                          + "); compare a video with its own stylization")
+    if problem:
+        raise InputError(problem)
     if json_path:
         import json
 
