@@ -1,4 +1,4 @@
-"""Command line: transcode | image | styles | metrics. Thin: parse, validate, call the library."""
+"""Command line: transcode | image | styles | metrics | bench. Thin: parse, validate, call the library."""
 from __future__ import annotations
 
 import argparse
@@ -71,6 +71,21 @@ def create_parser() -> argparse.ArgumentParser:
     m.add_argument("output", type=Path, help="the stylized video")
     m.add_argument("--reference", type=Path, help="plain per-frame stylization (--temporal off), for deviation")
     m.add_argument("--json", type=Path, help="also write the figures, pair by pair, to this JSON file")
+
+    b = sub.add_parser("bench", help="measure frames/s, latency and where the time goes, per setting")
+    b.add_argument("input", type=Path, nargs="?", help="a video file (default: a synthetic clip of each --size)")
+    b.add_argument("--engine", default="all", help="comma list, or all available (default)")
+    b.add_argument("--batch", default="4", help="comma list, e.g. 1,2,4,8 (default 4)")
+    b.add_argument("--size", default="640x360", help="comma list of WxH (default 640x360)")
+    b.add_argument("--temporal", default="off", help="comma list of off,ema,flow (default off)")
+    b.add_argument("--mode", default="offline", choices=("offline", "live"))
+    b.add_argument("--style", default="7")
+    b.add_argument("--frames", type=int, default=60, help="frames per point (default 60)")
+    b.add_argument("--warmup", type=int, default=8, help="frames of the untimed warm-up per point (default 8)")
+    b.add_argument("--json", type=Path, help="write every figure and the system block here")
+    b.add_argument("--csv", type=Path, help="write the table here")
+    b.add_argument("--plot", type=Path, metavar="DIR", help="write bench-fps.png and bench-latency.png here")
+    b.add_argument("--no-peak", action="store_true", help="skip measuring the matmul peak (no efficiency column)")
     return parser
 
 
@@ -171,10 +186,77 @@ def cmd_metrics(args) -> int:
     return 0
 
 
+def _list(text: str, parse, option: str) -> list:
+    try:
+        values = [parse(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise VidstyleError(f"{option}: {exc}") from None
+    if not values:
+        raise VidstyleError(f"{option} is empty")
+    return values
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _wxh(text: str) -> tuple[int, int]:
+    from .imageops import parse_size
+
+    size = parse_size(text)
+    if not isinstance(size, tuple):
+        raise ValueError(f"give sizes as WxH, e.g. 640x360, not {text!r}")
+    return size
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+    from .engines import available
+    from .sysinfo import system_block
+    from .temporal import MODES
+
+    engines = available() if args.engine == "all" else _list(args.engine, str, "--engine")
+    batches = _list(args.batch, _positive, "--batch")
+    sizes = _list(args.size, _wxh, "--size")
+    temporals = _list(args.temporal, str, "--temporal")
+    for mode in temporals:
+        if mode not in MODES:
+            raise VidstyleError(f"--temporal: unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    if args.frames < 2 or args.warmup < 0:
+        raise VidstyleError("--frames must be at least 2 and --warmup at least 0")
+    if args.mode == "live":
+        raise VidstyleError("bench --mode live needs the live pipeline, which is not built yet; use --mode offline")
+    if args.input is not None:
+        from .io import probe
+
+        probe(args.input)  # a bad file fails here, in one line, before any point runs
+    points = [bench.Point(e, b, s, t) for e in engines for s in sizes for t in temporals for b in batches]
+    peak = None
+    if not args.no_peak:
+        from .flops import matmul_peak
+
+        peak = matmul_peak()
+        print(f"float32 matmul peak here: {peak / 1e9:.0f} GFLOP/s")
+    system = system_block()
+    print(f"{system['cpu']}, {system['cores_usable']} cores; {len(points)} point(s), {args.frames} frames each")
+    results = bench.sweep(points, args.input, args.style, args.frames, args.warmup, peak,
+                          on_result=lambda r: print(f"  {r.point.label}: {r.fps:.2f} fps", flush=True))
+    print(bench.table(results))
+    extra = {"command": sys.argv, "matmul_peak_flops": peak, "frames": args.frames, "warmup": args.warmup,
+             "style": args.style, "input": str(args.input) if args.input else "synthetic"}
+    for path in filter(None, [args.json and bench.write_json(args.json, results, system, extra),
+                              args.csv and bench.write_csv(args.csv, results),
+                              *(bench.plot(args.plot, results) if args.plot else [])]):
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = create_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
-    handler = {"transcode": cmd_transcode, "image": cmd_image, "styles": cmd_styles, "metrics": cmd_metrics}[args.command]
+    handler = {"transcode": cmd_transcode, "image": cmd_image, "styles": cmd_styles, "metrics": cmd_metrics, "bench": cmd_bench}[args.command]
     try:
         return handler(args)
     except Cancelled:

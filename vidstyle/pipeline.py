@@ -38,9 +38,25 @@ class StageStats:
 
 
 @dataclass
+class QueueStats:
+    """Occupancy of the queue in front of a stage, sampled while the pipeline runs."""
+
+    capacity: int
+    samples: int = 0
+    total: int = 0
+    peak: int = 0
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.samples if self.samples else 0.0
+
+
+@dataclass
 class RunStats:
     wall: float = 0.0
     stages: dict[str, StageStats] = field(default_factory=dict)
+    queues: dict[str, QueueStats] = field(default_factory=dict)  # keyed by the stage the queue feeds
+    latencies: list[float] = field(default_factory=list)  # seconds from capture to the last stage, per item
 
 
 def item_index(item: Any) -> int | None:
@@ -68,7 +84,8 @@ class Pipeline:
         self._error_lock = threading.Lock()
         self._cancelled = False
         self._completed = False  # the last stage saw EOS and flushed: the output is whole
-        self.stats = RunStats(stages={s.name: StageStats() for s in [Stage(source_name, lambda i: ())] + stages})
+        self.stats = RunStats(stages={s.name: StageStats() for s in [Stage(source_name, lambda i: ())] + stages},
+                              queues={s.name: QueueStats(queue_size) for s in stages})
 
     # -- queue operations that give up when the pipeline stops ----------------
 
@@ -140,6 +157,8 @@ class Pipeline:
                         self._put(outbox, out)
                     t0 = time.perf_counter()
                 stats.busy += time.perf_counter() - t0
+                if outbox is None and hasattr(item, "captured"):
+                    self.stats.latencies.append(time.monotonic() - item.captured)
                 if item is EOS:
                     if outbox is not None:
                         self._put(outbox, EOS)
@@ -159,6 +178,13 @@ class Pipeline:
         self._cancelled = True
         self._stop.set()
 
+    def _sample_queues(self) -> None:
+        for stage, q in zip(self._stages, self._queues):
+            stats, size = self.stats.queues[stage.name], q.qsize()
+            stats.samples += 1
+            stats.total += size
+            stats.peak = max(stats.peak, size)
+
     def run(self) -> RunStats:
         threads = [threading.Thread(target=self._run_source, name=f"vidstyle-{self._source_name}", daemon=True)]
         threads += [threading.Thread(target=self._run_stage, args=(i,), name=f"vidstyle-{s.name}", daemon=True)
@@ -170,6 +196,7 @@ class Pipeline:
             for t in threads:
                 while t.is_alive():
                     t.join(timeout=POLL)
+                    self._sample_queues()
         except BaseException:  # KeyboardInterrupt in the caller's thread
             self.cancel()
             raise

@@ -1,0 +1,317 @@
+"""``vidstyle bench``: how fast each engine and setting runs on this machine.
+
+Every point is a real :func:`vidstyle.transcode.transcode` (decode, the
+stylize stages, temporal smoothing, libx264 encode), so the numbers are the
+ones a transcode with the same settings achieves. A warm-up transcode of the
+same shape runs first and is not counted: it traces the engine's graph for
+that (batch, height, width). Without an input file the source is a synthetic
+clip of the requested size, written once per size.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .errors import VidstyleError
+
+STAGE_ORDER = ("decode", "motion", "prepare", "batch", "engine", "finish", "temporal", "encode")
+
+
+@dataclass(frozen=True)
+class Point:
+    engine: str
+    batch: int
+    size: tuple[int, int]
+    temporal: str = "off"
+    mode: str = "offline"
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine} b{self.batch} {self.size[0]}x{self.size[1]} {self.temporal}"
+
+
+@dataclass
+class Result:
+    point: Point
+    frames: int
+    wall: float
+    latency_ms: dict[str, float]  # p50 / p95 / p99, capture (decode) -> encoded
+    stages: dict[str, dict[str, float]]  # name -> ms per frame, share of the busiest total
+    queues: dict[str, dict[str, float]]  # name of the stage it feeds -> mean, peak, capacity
+    cpu_cores_busy: float  # process CPU seconds per wall second
+    dropped: int = 0  # frames dropped (live mode; offline never drops)
+    gpu: dict | None = None
+    macs_per_frame: float | None = None
+    efficiency: float | None = None  # achieved FLOP/s / measured matmul peak
+    latencies: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall if self.wall else 0.0
+
+
+def percentile(values: Iterable[float], q: float) -> float:
+    """The q-th percentile (0..100) with linear interpolation between order statistics."""
+    data = sorted(values)
+    if not data:
+        return float("nan")
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile must be within 0..100, got {q}")
+    rank = (len(data) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return data[low] + (data[high] - data[low]) * (rank - low)
+
+
+def latency_summary(seconds: list[float]) -> dict[str, float]:
+    return {f"p{q}": 1000 * percentile(seconds, q) for q in (50, 95, 99)}
+
+
+def stage_summary(stages: dict, frames: int) -> dict[str, dict[str, float]]:
+    """Per stage: busy ms per frame and its share of all stages' busy time."""
+    total = sum(s.busy for s in stages.values()) or 1.0
+    names = sorted(stages, key=lambda n: STAGE_ORDER.index(n) if n in STAGE_ORDER else len(STAGE_ORDER))
+    return {n: {"ms_per_frame": 1000 * stages[n].busy / max(frames, 1), "share": stages[n].busy / total}
+            for n in names if n != "batch"}
+
+
+def synthetic_clip(path: Path, width: int, height: int, frames: int, fps: int = 30) -> Path:
+    """A clip of drifting texture with a moving block, so flow and encoding have real work."""
+    import av
+
+    import cv2
+
+    rng = np.random.default_rng(7)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (height + 64, width + 64, 3), dtype=np.uint8), (0, 0), 3)
+    texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX)
+    side = max(8, min(width, height) // 5)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "18", "preset": "ultrafast"}
+        for t in range(frames):
+            image = texture[t % 64: t % 64 + height, (2 * t) % 64: (2 * t) % 64 + width].copy()
+            x = (5 * t) % max(1, width - side)
+            image[height // 3: height // 3 + side, x: x + side] = (230, 40, 40)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+class _GpuSampler:
+    """Mean GPU utilisation and peak memory while a point runs, where NVML is present."""
+
+    def __init__(self):
+        self._samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._handle = None
+        try:
+            import pynvml  # nvidia-ml-py; optional
+
+            pynvml.nvmlInit()
+            self._nvml = pynvml
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        except Exception:  # noqa: BLE001 - no NVML, no GPU: report nothing rather than fail
+            self._handle = None
+        self._thread = threading.Thread(target=self._run, name="vidstyle-gpu-sampler", daemon=True)
+
+    def __enter__(self):
+        if self._handle is not None:
+            self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.2):
+            util = self._nvml.nvmlDeviceGetUtilizationRates(self._handle)
+            memory = self._nvml.nvmlDeviceGetMemoryInfo(self._handle)
+            self._samples.append((util.gpu, memory.used / 2**20))
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def summary(self) -> dict | None:
+        if not self._samples:
+            return None
+        return {"util_percent": float(np.mean([s[0] for s in self._samples])),
+                "memory_mb_peak": float(max(s[1] for s in self._samples))}
+
+
+def _macs(style_model: str, geom) -> float | None:
+    try:
+        from .flops import multiply_adds
+        from .models import pretrained
+
+        return float(multiply_adds(pretrained(style_model), geom.net_h, geom.net_w))
+    except Exception:  # noqa: BLE001 - a model the counter does not know: leave efficiency out
+        return None
+
+
+def run_point(point: Point, clip: Path, style: str, warmup: int, workdir: Path,
+              peak: float | None = None) -> Result:
+    from . import imageops, styles
+    from .io import probe
+    from .transcode import TranscodeConfig, transcode
+
+    if point.mode != "offline":
+        raise VidstyleError("bench --mode live needs the live pipeline, which is not built yet; use --mode offline")
+    info = probe(clip)
+    size = None if (info.width, info.height) == point.size else point.size
+    config = TranscodeConfig(input=clip, output=workdir / "out.mp4", style=style, size=size, batch=point.batch,
+                             engine=point.engine, temporal=point.temporal)
+    if warmup:
+        head = workdir / "warmup.mp4"
+        _cut(clip, head, warmup)
+        transcode(replace(config, input=head, output=workdir / "warm-out.mp4"))
+    cpu0 = time.process_time()
+    with _GpuSampler() as gpu:
+        result = transcode(config)
+    stats = result.stats
+    geom = imageops.plan(info.width, info.height, size)
+    macs = _macs(styles.parse(style).model, geom)
+    fps = result.frames / stats.wall if stats.wall else 0.0
+    return Result(
+        point=point, frames=result.frames, wall=stats.wall,
+        latency_ms=latency_summary(stats.latencies),
+        stages=stage_summary(stats.stages, result.frames),
+        queues={n: {"mean": q.mean, "peak": q.peak, "capacity": q.capacity} for n, q in stats.queues.items()},
+        cpu_cores_busy=(time.process_time() - cpu0) / stats.wall if stats.wall else 0.0,
+        gpu=gpu.summary(), macs_per_frame=macs,
+        efficiency=(fps * 2 * macs / peak) if (macs and peak) else None,
+        latencies=stats.latencies)
+
+
+def _cut(src: Path, dst: Path, frames: int) -> Path:
+    """The first ``frames`` video frames of ``src`` as a new clip (for warm-up)."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0]
+        stream = out.add_stream("libx264", rate=vin.average_rate or Fraction(30))
+        stream.width, stream.height, stream.pix_fmt = vin.codec_context.width, vin.codec_context.height, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        for frame in itertools.islice(inp.decode(vin), frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return dst
+
+
+def sweep(points: list[Point], source: Path | None, style: str = "7", frames: int = 60, warmup: int = 8,
+          peak: float | None = None, on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    """Run every point; a synthetic clip of each size stands in when ``source`` is None."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="vidstyle-bench-") as tmp:
+        workdir = Path(tmp)
+        clips: dict[tuple[int, int], Path] = {}
+        for point in points:
+            clip = source
+            if clip is None:
+                if point.size not in clips:
+                    clips[point.size] = synthetic_clip(workdir / f"src-{point.size[0]}x{point.size[1]}.mp4",
+                                                       *point.size, frames)
+                clip = clips[point.size]
+            result = run_point(point, clip, style, warmup, workdir, peak)
+            results.append(result)
+            if on_result:
+                on_result(result)
+    return results
+
+
+# -- reporting ----------------------------------------------------------------------------
+
+
+def rows(results: list[Result]) -> tuple[list[str], list[list[str]]]:
+    header = ["engine", "batch", "size", "temporal", "fps", "p50 ms", "p95 ms", "p99 ms", "engine ms/f",
+              "stage shares", "queue mean", "cores busy", "efficiency"]
+    body = []
+    for r in results:
+        p = r.point
+        shares = " ".join(f"{n}:{s['share']:.0%}" for n, s in r.stages.items() if s["share"] >= 0.01)
+        queues = " ".join(f"{n}:{q['mean']:.1f}" for n, q in r.queues.items() if q["mean"] >= 0.05)
+        body.append([p.engine, str(p.batch), f"{p.size[0]}x{p.size[1]}", p.temporal, f"{r.fps:.2f}",
+                     *(f"{r.latency_ms[k]:.0f}" for k in ("p50", "p95", "p99")),
+                     f"{r.stages.get('engine', {}).get('ms_per_frame', 0):.0f}", shares, queues,
+                     f"{r.cpu_cores_busy:.2f}", "-" if r.efficiency is None else f"{r.efficiency:.1%}"])
+    return header, body
+
+
+def table(results: list[Result]) -> str:
+    header, body = rows(results)
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(b) for b in body])
+
+
+def as_dict(result: Result) -> dict:
+    d = asdict(result)
+    d["fps"] = result.fps
+    d["point"]["size"] = f"{result.point.size[0]}x{result.point.size[1]}"
+    return d
+
+
+def write_json(path: Path, results: list[Result], system: dict, extra: dict) -> Path:
+    path.write_text(json.dumps({"system": system, **extra, "points": [as_dict(r) for r in results]}, indent=1))
+    return path
+
+
+def write_csv(path: Path, results: list[Result]) -> Path:
+    header, body = rows(results)
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *body])
+    return path
+
+
+def plot(folder: Path, results: list[Result]) -> list[Path]:
+    """FPS against batch (a line per engine and size), and the latency distribution per point."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise VidstyleError("--plot needs matplotlib: pip install 'vidstyle[bench]'") from None
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for key, group in itertools.groupby(sorted(results, key=lambda r: (r.point.engine, r.point.size, r.point.temporal,
+                                                                          r.point.batch)),
+                                        key=lambda r: (r.point.engine, r.point.size, r.point.temporal)):
+        group = list(group)
+        ax.plot([r.point.batch for r in group], [r.fps for r in group], marker="o",
+                label=f"{key[0]} {key[1][0]}x{key[1][1]} temporal {key[2]}")
+    ax.set_xlabel("batch")
+    ax.set_ylabel("frames/s (end to end)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fps_path = folder / "bench-fps.png"
+    fig.savefig(fps_path)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r in results:
+        data = np.sort(np.asarray(r.latencies) * 1000)
+        if len(data):
+            ax.plot(data, np.linspace(0, 1, len(data)), label=r.point.label)
+    ax.set_xlabel("latency, capture to encoded (ms)")
+    ax.set_ylabel("share of frames")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    latency_path = folder / "bench-latency.png"
+    fig.savefig(latency_path)
+    plt.close(fig)
+    return [fps_path, latency_path]
