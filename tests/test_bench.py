@@ -1,0 +1,65 @@
+"""vidstyle bench: its statistics, and a short real run."""
+from __future__ import annotations
+
+import csv
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from vidstyle import bench
+from vidstyle.cli import main
+
+
+def test_percentiles_interpolate_between_order_statistics():
+    data = [5.0, 1.0, 4.0, 2.0, 3.0]
+    assert bench.percentile(data, 0) == 1.0 and bench.percentile(data, 100) == 5.0
+    assert bench.percentile(data, 50) == 3.0
+    assert bench.percentile(data, 95) == pytest.approx(4.8)  # rank 3.8: 4 + 0.8 * (5 - 4)
+    assert bench.percentile([7.0], 99) == 7.0
+    with pytest.raises(ValueError):
+        bench.percentile(data, 101)
+    assert bench.latency_summary([0.1] * 10 + [1.0]) == pytest.approx({"p50": 100.0, "p95": 550.0, "p99": 910.0})
+
+
+def test_stage_shares_add_up_and_keep_pipeline_order():
+    stages = {"encode": SimpleNamespace(busy=1.0), "decode": SimpleNamespace(busy=0.5),
+              "batch": SimpleNamespace(busy=0.0), "engine": SimpleNamespace(busy=2.5)}
+    summary = bench.stage_summary(stages, frames=10)
+    assert list(summary) == ["decode", "engine", "encode"]  # "batch" only groups frames
+    assert summary["engine"] == {"ms_per_frame": 250.0, "share": 0.625}
+    assert sum(s["share"] for s in summary.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_a_short_bench_reports_every_figure(tmp_path, capsys, threads):
+    out_json, out_csv = tmp_path / "b.json", tmp_path / "b.csv"
+    code = main(["bench", "--size", "96x64", "--batch", "1,2", "--temporal", "off,flow", "--frames", "6",
+                 "--warmup", "2", "--no-peak", "--json", str(out_json), "--csv", str(out_csv)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert any(line.split()[:4] == ["tf", "2", "96x64", "flow"] for line in printed.splitlines())
+    data = json.loads(out_json.read_text())
+    assert data["system"]["cores"] >= 1 and "vidstyle_revision" in data["system"]
+    points = data["points"]
+    assert [(p["point"]["batch"], p["point"]["temporal"]) for p in points] == [(1, "off"), (2, "off"), (1, "flow"), (2, "flow")]
+    for p in points:
+        assert p["frames"] == 6 and p["fps"] > 0
+        assert len(p["latencies"]) == 6 and 0 < p["latency_ms"]["p50"] <= p["latency_ms"]["p99"]
+        assert {"decode", "engine", "encode"} <= set(p["stages"])
+        assert p["macs_per_frame"] is None or p["macs_per_frame"] > 0
+    assert "motion" in points[2]["stages"] and "motion" not in points[0]["stages"]
+    rows = list(csv.reader(out_csv.open()))
+    assert len(rows) == 5 and rows[0][0] == "engine"
+    threads.assert_back_to_start()
+
+
+def test_bad_bench_settings_are_one_line_errors(capsys):
+    assert main(["bench", "--batch", "0"]) == 1
+    assert "--batch: '0' is not a positive whole number" in capsys.readouterr().err
+    assert main(["bench", "--size", "640"]) == 1
+    assert "give sizes as WxH" in capsys.readouterr().err
+    assert main(["bench", "--temporal", "blur"]) == 1
+    assert "unknown mode 'blur'" in capsys.readouterr().err
+    assert main(["bench", "--mode", "live", "--no-peak"]) == 1
+    assert "live pipeline" in capsys.readouterr().err
