@@ -49,7 +49,7 @@ class Result:
     latency_ms: dict[str, float]  # p50 / p95 / p99, capture (decode) -> encoded
     stages: dict[str, dict[str, float]]  # name -> ms per frame, share of the busiest total
     queues: dict[str, dict[str, float]]  # name of the stage it feeds -> mean, peak, capacity
-    cpu_cores_busy: float  # process CPU seconds per wall second
+    cpu_cores_busy: float  # process CPU seconds per wall second of the whole transcode() call
     dropped: int = 0  # frames dropped (live mode; offline never drops)
     gpu: dict | None = None
     macs_per_frame: float | None = None
@@ -176,9 +176,10 @@ def run_point(point: Point, clip: Path, style: str, warmup: int, workdir: Path,
         head = workdir / "warmup.mp4"
         _cut(clip, head, warmup)
         transcode(replace(config, input=head, output=workdir / "warm-out.mp4"))
-    cpu0 = time.process_time()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     with _GpuSampler() as gpu:
         result = transcode(config)
+    call_wall = time.perf_counter() - wall0
     stats = result.stats
     geom = imageops.plan(info.width, info.height, size)
     macs = _macs(styles.parse(style).model, geom)
@@ -188,7 +189,7 @@ def run_point(point: Point, clip: Path, style: str, warmup: int, workdir: Path,
         latency_ms=latency_summary(stats.latencies),
         stages=stage_summary(stats.stages, result.frames),
         queues={n: {"mean": q.mean, "peak": q.peak, "capacity": q.capacity} for n, q in stats.queues.items()},
-        cpu_cores_busy=(time.process_time() - cpu0) / stats.wall if stats.wall else 0.0,
+        cpu_cores_busy=(time.process_time() - cpu0) / call_wall,
         gpu=gpu.summary(), macs_per_frame=macs,
         efficiency=(fps * 2 * macs / peak) if (macs and peak) else None,
         latencies=stats.latencies)
@@ -212,7 +213,8 @@ def _cut(src: Path, dst: Path, frames: int) -> Path:
 
 
 def sweep(points: list[Point], source: Path | None, style: str = "7", frames: int = 60, warmup: int = 8,
-          peak: float | None = None, on_result: Callable[[Result], None] | None = None) -> list[Result]:
+          peak: float | None = None, on_result: Callable[[Result], None] | None = None,
+          rate: int = 30) -> list[Result]:
     """Run every point; a synthetic clip of each size stands in when ``source`` is None."""
     results = []
     with tempfile.TemporaryDirectory(prefix="vidstyle-bench-") as tmp:
@@ -223,7 +225,7 @@ def sweep(points: list[Point], source: Path | None, style: str = "7", frames: in
             if clip is None:
                 if point.size not in clips:
                     clips[point.size] = synthetic_clip(workdir / f"src-{point.size[0]}x{point.size[1]}.mp4",
-                                                       *point.size, frames)
+                                                       *point.size, frames, rate)
                 clip = clips[point.size]
             result = run_point(point, clip, style, warmup, workdir, peak)
             results.append(result)

@@ -81,6 +81,8 @@ def create_parser() -> argparse.ArgumentParser:
     b.add_argument("--mode", default="offline", choices=("offline", "live"))
     b.add_argument("--style", default="7")
     b.add_argument("--frames", type=int, default=60, help="frames per point (default 60)")
+    b.add_argument("--duration", type=float, help="seconds of video per point instead of --frames (synthetic source)")
+    b.add_argument("--rate", type=int, default=30, help="frame rate of the synthetic source (default 30)")
     b.add_argument("--warmup", type=int, default=8, help="frames of the untimed warm-up per point (default 8)")
     b.add_argument("--json", type=Path, help="write every figure and the system block here")
     b.add_argument("--csv", type=Path, help="write the table here")
@@ -224,8 +226,10 @@ def cmd_bench(args) -> int:
     for mode in temporals:
         if mode not in MODES:
             raise VidstyleError(f"--temporal: unknown mode {mode!r}; choose from {', '.join(MODES)}")
-    if args.frames < 2 or args.warmup < 0:
-        raise VidstyleError("--frames must be at least 2 and --warmup at least 0")
+    if args.duration is not None:
+        args.frames = round(args.duration * args.rate)
+    if args.frames < 2 or args.warmup < 0 or args.rate < 1:
+        raise VidstyleError("--frames (or --duration x --rate) must be at least 2, --warmup at least 0, --rate at least 1")
     if args.mode == "live":
         raise VidstyleError("bench --mode live needs the live pipeline, which is not built yet; use --mode offline")
     if args.input is not None:
@@ -241,10 +245,11 @@ def cmd_bench(args) -> int:
         print(f"float32 matmul peak here: {peak / 1e9:.0f} GFLOP/s")
     system = system_block()
     print(f"{system['cpu']}, {system['cores_usable']} cores; {len(points)} point(s), {args.frames} frames each")
-    results = bench.sweep(points, args.input, args.style, args.frames, args.warmup, peak,
+    results = bench.sweep(points, args.input, args.style, args.frames, args.warmup, peak, rate=args.rate,
                           on_result=lambda r: print(f"  {r.point.label}: {r.fps:.2f} fps", flush=True))
     print(bench.table(results))
     extra = {"command": sys.argv, "matmul_peak_flops": peak, "frames": args.frames, "warmup": args.warmup,
+             "rate": args.rate,
              "style": args.style, "input": str(args.input) if args.input else "synthetic"}
     for path in filter(None, [args.json and bench.write_json(args.json, results, system, extra),
                               args.csv and bench.write_csv(args.csv, results),
