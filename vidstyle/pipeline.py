@@ -173,6 +173,11 @@ class Pipeline:
 
     # -- orchestration --------------------------------------------------------
 
+    @property
+    def stopping(self) -> bool:
+        """True once the pipeline is stopping (failure, cancel, or the end): sources poll it."""
+        return self._stop.is_set()
+
     def cancel(self) -> None:
         """Stop every stage; ``run`` then raises Cancelled. Safe from any thread."""
         self._cancelled = True

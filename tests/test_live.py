@@ -1,0 +1,98 @@
+"""Live scheduling on a paced synthetic camera: order, drops, bounded latency, clean ends."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from vidstyle import imageops, live, styles, temporal
+from vidstyle.errors import PipelineError
+from vidstyle.frame import Frame
+from vidstyle.stylize import Stylizer
+from vidstyle.transcode import stylize_stages
+
+
+class SlowEngine:
+    """Stands in for inference: inverts the picture after ``delay`` seconds; fails on request."""
+
+    name, model = "fake", "multistyle26"
+
+    def __init__(self, delay: float, fail_after: int | None = None):
+        self.delay, self.fail_after, self.calls = delay, fail_after, 0
+
+    def run(self, batch, style):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise RuntimeError("device lost")
+        time.sleep(self.delay)
+        return 255 - batch
+
+
+def stages_for(engine, size=(64, 48), mode="flow"):
+    stylizer = Stylizer(styles.parse("7"), engine=engine)
+    return stylize_stages(stylizer, imageops.plan(*size), 1, temporal.create(mode))
+
+
+def source(rate, count, size=(64, 48)):
+    return live.PacedSource(live.moving_pictures(*size), rate=rate, loop=True, count=count)
+
+
+def test_the_mailbox_keeps_the_newest_and_counts_the_rest():
+    box = live.Latest()
+    for i in range(3):
+        box.put(Frame(i, i, None, np.zeros((2, 2, 3), np.uint8)))
+    assert box.take().index == 2 and box.overwritten == 2
+    assert box.take(timeout=0.01) is None
+    box.close()
+    with pytest.raises(EOFError):
+        box.take()
+
+
+def test_a_fast_engine_gets_every_frame_in_order(threads):
+    shown = []
+    stats = live.run_live(source(rate=40, count=20), stages_for(SlowEngine(0.0)), lambda f: shown.append(f))
+    assert [f.index for f in shown] == list(range(20))
+    assert stats.delivered == 20 and stats.drop_rate == 0
+    assert np.array_equal(shown[0].image, 255 - live.moving_pictures(64, 48)().__next__())  # the "stylized" frame
+    threads.assert_back_to_start()
+
+
+def test_a_slow_engine_drops_frames_and_latency_stays_bounded(threads):
+    shown = []
+    stats = live.run_live(source(rate=60, count=60), stages_for(SlowEngine(0.05)), lambda f: shown.append(f.index),
+                          max_age=0.25)
+    assert stats.dropped_source + stats.dropped_stale > 20  # ~20 fps of work for a 60 fps camera
+    assert stats.delivered + stats.dropped_source + stats.dropped_stale == 60
+    assert shown == sorted(shown)  # order survives dropping
+    # bounded by the in-flight limit, not by how far behind the camera the engine fell
+    assert max(stats.latencies) < 1.0
+    threads.assert_back_to_start()
+
+
+def test_an_engine_failure_ends_the_stream_with_the_error(threads):
+    with pytest.raises(PipelineError, match="device lost"):
+        live.run_live(source(rate=30, count=None), stages_for(SlowEngine(0.0, fail_after=5)), lambda f: None)
+    threads.assert_back_to_start()
+
+
+def test_a_camera_that_stops_ends_the_run_cleanly(threads):
+    stats = live.run_live(source(rate=50, count=7), stages_for(SlowEngine(0.0), mode="off"), lambda f: None)
+    assert stats.captured == 7
+    threads.assert_back_to_start()
+
+
+def test_cancel_from_another_thread_stops_a_camera_that_never_ends(threads):
+    from vidstyle.errors import Cancelled
+
+    started = threading.Event()
+    ref = []
+    timer = threading.Timer(0.5, lambda: ref[0].cancel())
+    timer.start()
+    with pytest.raises(Cancelled):
+        live.run_live(source(rate=30, count=None), stages_for(SlowEngine(0.0)), lambda f: started.set(),
+                      on_pipeline=ref.append)
+    assert started.is_set()
+    timer.join()
+    threads.assert_back_to_start()

@@ -1,0 +1,184 @@
+"""Live scheduling: latency first, the newest frame wins, stale frames are dropped and counted.
+
+A camera delivers frames at its own pace whether anyone reads them or not. The
+source thread writes each one into a one-slot mailbox (:class:`Latest`),
+overwriting a frame nobody took yet (counted as dropped at the source), so the
+pipeline always starts on the newest picture. A frame that has nonetheless
+grown older than ``max_age`` by the time inference could start is dropped
+there (counted as stale) rather than making every later frame late too. The
+rest is the offline stage list (:func:`vidstyle.transcode.stylize_stages`),
+temporal smoothing included: a dropped frame restarts its history.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .frame import Frame
+from .pipeline import Pipeline, Stage
+
+
+class Latest:
+    """A one-slot mailbox: ``put`` replaces an untaken frame, ``take`` waits for a new one."""
+
+    def __init__(self):
+        self._frame: Frame | None = None
+        self._closed = False
+        self._cond = threading.Condition()
+        self.overwritten = 0
+
+    def put(self, frame: Frame) -> None:
+        with self._cond:
+            if self._frame is not None:
+                self.overwritten += 1
+            self._frame = frame
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def take(self, timeout: float = 0.05) -> Frame | None:
+        """The newest frame, or None after ``timeout``; raises EOFError once closed and empty."""
+        with self._cond:
+            if self._frame is None and not self._closed:
+                self._cond.wait(timeout)
+            frame, self._frame = self._frame, None
+            if frame is None and self._closed:
+                raise EOFError
+            return frame
+
+
+class PacedSource:
+    """Frames at ``rate`` per second in real time, like a camera: a file or synthetic pictures.
+
+    ``pictures`` is called for a fresh iterator of RGB frames (again on each
+    loop when ``loop``); ``count`` stops after that many frames.
+    """
+
+    def __init__(self, pictures: Callable[[], Iterable[np.ndarray]], rate: float, loop: bool = False,
+                 count: int | None = None):
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.pictures, self.rate, self.loop, self.count = pictures, rate, loop, count
+        self._time_base = 1 / Fraction(rate).limit_denominator(1001)
+
+    def run(self, mailbox: Latest, stop: threading.Event) -> None:
+        start, index = time.monotonic(), 0
+        try:
+            while not stop.is_set() and (self.count is None or index < self.count):
+                produced = False
+                for image in self.pictures():
+                    produced = True
+                    due = start + index / self.rate
+                    if stop.wait(max(0.0, due - time.monotonic())) or (self.count is not None and index >= self.count):
+                        return
+                    mailbox.put(Frame(index, index, self._time_base, image, time.monotonic()))
+                    index += 1
+                if not (self.loop and produced):
+                    return
+        finally:
+            mailbox.close()
+
+
+def moving_pictures(width: int, height: int, distinct: int = 30) -> Callable[[], Iterator[np.ndarray]]:
+    """A drifting gradient with a moving block (precomputed, so the source costs nothing)."""
+    y, x = np.mgrid[0:height, 0:width]
+    side = max(4, min(width, height) // 5)
+    frames = []
+    for t in range(distinct):
+        image = np.empty((height, width, 3), np.uint8)
+        image[..., 0] = (x * 255 // max(width - 1, 1) + 4 * t) % 256
+        image[..., 1] = (y * 255 // max(height - 1, 1) + 2 * t) % 256
+        image[..., 2] = 96
+        left = (t * max(1, width // distinct)) % max(1, width - side)
+        image[height // 3: height // 3 + side, left: left + side] = (230, 40, 40)
+        frames.append(image)
+    return lambda: iter(frames)
+
+
+@dataclass
+class LiveStats:
+    wall: float = 0.0
+    delivered: int = 0
+    dropped_source: int = 0  # overwritten in the mailbox before the pipeline took them
+    dropped_stale: int = 0  # older than max_age when inference could start
+    latencies: list[float] = field(default_factory=list)  # capture -> presented, seconds
+    stages: dict = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.delivered / self.wall if self.wall else 0.0
+
+    @property
+    def captured(self) -> int:
+        return self.delivered + self.dropped_source + self.dropped_stale
+
+    @property
+    def drop_rate(self) -> float:
+        return (self.dropped_source + self.dropped_stale) / self.captured if self.captured else 0.0
+
+
+def run_live(source: PacedSource, stages: list[Stage], present: Callable[[Frame], None],
+             max_age: float = 0.25, in_flight: int = 2,
+             on_pipeline: Callable[[Pipeline], None] | None = None) -> LiveStats:
+    """Run ``stages`` (from stylize_stages) on a live source; ``present`` shows each frame.
+
+    At most ``in_flight`` frames are between the mailbox and the screen: a new
+    frame is taken only when one leaves, so frames wait (and are replaced) in
+    the mailbox instead of queueing up behind inference.
+    """
+    mailbox, stop, stats = Latest(), threading.Event(), LiveStats()
+    slots = threading.Semaphore(in_flight)
+    pipeline: Pipeline | None = None
+    feeder = threading.Thread(target=source.run, args=(mailbox, stop), name="vidstyle-camera", daemon=True)
+
+    def frames() -> Iterator[Frame]:
+        while True:
+            while not slots.acquire(timeout=0.05):
+                if stop.is_set() or pipeline.stopping:
+                    return
+            frame = None
+            while frame is None:
+                try:
+                    frame = mailbox.take()
+                except EOFError:
+                    return
+            yield frame
+
+    def fresh(batch):
+        now = time.monotonic()
+        kept = [w for w in batch if now - w.frame.captured <= max_age]
+        stats.dropped_stale += len(batch) - len(kept)
+        for _ in range(len(batch) - len(kept)):
+            slots.release()
+        return (kept,) if kept else ()
+
+    def show(frame: Frame):
+        present(frame)
+        stats.delivered += 1
+        slots.release()
+        return ()
+
+    # Staleness is judged just before inference, the step a late frame would make everyone wait for.
+    at = next(i for i, s in enumerate(stages) if s.name == "engine")
+    pipeline = Pipeline(frames, stages[:at] + [Stage("fresh", fresh)] + stages[at:] + [Stage("present", show)],
+                        queue_size=1, source_name="capture")
+    if on_pipeline:
+        on_pipeline(pipeline)
+    feeder.start()
+    try:
+        run = pipeline.run()
+    finally:
+        stop.set()
+        mailbox.close()
+        feeder.join(timeout=5.0)
+    stats.wall, stats.stages, stats.latencies = run.wall, run.stages, run.latencies
+    stats.dropped_source = mailbox.overwritten
+    return stats
