@@ -38,7 +38,7 @@ def test_a_short_bench_reports_every_figure(tmp_path, capsys, threads):
                  "--warmup", "2", "--no-peak", "--json", str(out_json), "--csv", str(out_csv)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert any(line.split()[:4] == ["tf", "2", "96x64", "flow"] for line in printed.splitlines())
+    assert any(line.split()[:5] == ["offline", "tf", "2", "96x64", "flow"] for line in printed.splitlines())
     data = json.loads(out_json.read_text())
     assert data["system"]["cores"] >= 1 and "vidstyle_revision" in data["system"]
     points = data["points"]
@@ -50,7 +50,7 @@ def test_a_short_bench_reports_every_figure(tmp_path, capsys, threads):
         assert p["macs_per_frame"] is None or p["macs_per_frame"] > 0
     assert "motion" in points[2]["stages"] and "motion" not in points[0]["stages"]
     rows = list(csv.reader(out_csv.open()))
-    assert len(rows) == 5 and rows[0][0] == "engine"
+    assert len(rows) == 5 and rows[0][:2] == ["mode", "engine"]
     threads.assert_back_to_start()
 
 
@@ -61,5 +61,18 @@ def test_bad_bench_settings_are_one_line_errors(capsys):
     assert "give sizes as WxH" in capsys.readouterr().err
     assert main(["bench", "--temporal", "blur"]) == 1
     assert "unknown mode 'blur'" in capsys.readouterr().err
-    assert main(["bench", "--mode", "live", "--no-peak"]) == 1
-    assert "live pipeline" in capsys.readouterr().err
+    assert main(["bench", "some.mp4", "--mode", "live", "--no-peak"]) == 1
+    assert "paced synthetic camera" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_live_bench_counts_what_it_drops(tmp_path, threads):
+    out = tmp_path / "live.json"
+    # a camera far faster than 2 cores can stylize: frames must be dropped, not queued
+    assert main(["bench", "--mode", "live", "--size", "160x120", "--batch", "1", "--rate", "120",
+                 "--duration", "1", "--no-peak", "--json", str(out)]) == 0
+    (point,) = json.loads(out.read_text())["points"]
+    assert point["point"]["mode"] == "live"
+    assert point["dropped"] > 0 and point["frames"] + point["dropped"] == 120
+    assert len(point["latencies"]) == point["frames"]
+    threads.assert_back_to_start()

@@ -38,7 +38,7 @@ class Point:
 
     @property
     def label(self) -> str:
-        return f"{self.engine} b{self.batch} {self.size[0]}x{self.size[1]} {self.temporal}"
+        return f"{self.mode} {self.engine} b{self.batch} {self.size[0]}x{self.size[1]} {self.temporal}"
 
 
 @dataclass
@@ -160,14 +160,41 @@ def _macs(style_model: str, geom) -> float | None:
         return None
 
 
+def run_live_point(point: Point, style: str, frames: int, rate: int, warmup: int,
+                   peak: float | None = None, max_age: float = 0.25) -> Result:
+    """A paced synthetic camera at ``rate`` through the live scheduler; nothing is encoded."""
+    from . import imageops, live, styles, temporal
+    from .stylize import Stylizer
+    from .transcode import stylize_stages
+
+    parsed = styles.parse(style)
+    stylizer = Stylizer(parsed, engine_name=point.engine)
+    geom = imageops.plan(*point.size)
+    pictures = live.moving_pictures(*point.size)
+    for _ in range(max(1, warmup // max(point.batch, 1))):  # trace the engine at this shape, untimed
+        stylizer.run(np.stack([imageops.prepare(next(pictures()), geom)] * point.batch), size=point.batch)
+    stages = stylize_stages(stylizer, geom, point.batch, temporal.create(point.temporal))
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    with _GpuSampler() as gpu:
+        stats = live.run_live(live.PacedSource(pictures, rate, loop=True, count=frames), stages, lambda f: None,
+                              max_age=max_age, in_flight=point.batch + 1)
+    call_wall = time.perf_counter() - wall0
+    macs = _macs(parsed.model, geom)
+    return Result(
+        point=point, frames=stats.delivered, wall=stats.wall, latency_ms=latency_summary(stats.latencies),
+        # "capture" time is waiting for the camera's next frame, not work
+        stages=stage_summary({k: v for k, v in stats.stages.items() if k != "capture"}, stats.delivered), queues={},
+        cpu_cores_busy=(time.process_time() - cpu0) / call_wall,
+        dropped=stats.dropped_source + stats.dropped_stale, gpu=gpu.summary(), macs_per_frame=macs,
+        efficiency=(stats.fps * 2 * macs / peak) if (macs and peak) else None, latencies=stats.latencies)
+
+
 def run_point(point: Point, clip: Path, style: str, warmup: int, workdir: Path,
               peak: float | None = None) -> Result:
     from . import imageops, styles
     from .io import probe
     from .transcode import TranscodeConfig, transcode
 
-    if point.mode != "offline":
-        raise VidstyleError("bench --mode live needs the live pipeline, which is not built yet; use --mode offline")
     info = probe(clip)
     size = None if (info.width, info.height) == point.size else point.size
     config = TranscodeConfig(input=clip, output=workdir / "out.mp4", style=style, size=size, batch=point.batch,
@@ -221,6 +248,14 @@ def sweep(points: list[Point], source: Path | None, style: str = "7", frames: in
         workdir = Path(tmp)
         clips: dict[tuple[int, int], Path] = {}
         for point in points:
+            if point.mode == "live":
+                if source is not None:
+                    raise VidstyleError("bench --mode live runs on a paced synthetic camera; drop the input file")
+                result = run_live_point(point, style, frames, rate, warmup, peak)
+                results.append(result)
+                if on_result:
+                    on_result(result)
+                continue
             clip = source
             if clip is None:
                 if point.size not in clips:
@@ -238,14 +273,15 @@ def sweep(points: list[Point], source: Path | None, style: str = "7", frames: in
 
 
 def rows(results: list[Result]) -> tuple[list[str], list[list[str]]]:
-    header = ["engine", "batch", "size", "temporal", "fps", "p50 ms", "p95 ms", "p99 ms", "engine ms/f",
-              "stage shares", "queue mean", "cores busy", "efficiency"]
+    header = ["mode", "engine", "batch", "size", "temporal", "fps", "dropped", "p50 ms", "p95 ms", "p99 ms",
+              "engine ms/f", "stage shares", "queue mean", "cores busy", "efficiency"]
     body = []
     for r in results:
         p = r.point
         shares = " ".join(f"{n}:{s['share']:.0%}" for n, s in r.stages.items() if s["share"] >= 0.01)
         queues = " ".join(f"{n}:{q['mean']:.1f}" for n, q in r.queues.items() if q["mean"] >= 0.05)
-        body.append([p.engine, str(p.batch), f"{p.size[0]}x{p.size[1]}", p.temporal, f"{r.fps:.2f}",
+        dropped = f"{r.dropped / (r.frames + r.dropped):.0%}" if p.mode == "live" and r.frames + r.dropped else "-"
+        body.append([p.mode, p.engine, str(p.batch), f"{p.size[0]}x{p.size[1]}", p.temporal, f"{r.fps:.2f}", dropped,
                      *(f"{r.latency_ms[k]:.0f}" for k in ("p50", "p95", "p99")),
                      f"{r.stages.get('engine', {}).get('ms_per_frame', 0):.0f}", shares, queues,
                      f"{r.cpu_cores_busy:.2f}", "-" if r.efficiency is None else f"{r.efficiency:.1%}"])

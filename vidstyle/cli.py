@@ -78,7 +78,9 @@ def create_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch", default="4", help="comma list, e.g. 1,2,4,8 (default 4)")
     b.add_argument("--size", default="640x360", help="comma list of WxH (default 640x360)")
     b.add_argument("--temporal", default="off", help="comma list of off,ema,flow (default off)")
-    b.add_argument("--mode", default="offline", choices=("offline", "live"))
+    b.add_argument("--mode", default="offline", choices=("offline", "live"),
+                   help="offline: a transcode per point; live: a paced synthetic camera at --rate, frames dropped "
+                        "rather than queued")
     b.add_argument("--style", default="7")
     b.add_argument("--frames", type=int, default=60, help="frames per point (default 60)")
     b.add_argument("--duration", type=float, help="seconds of video per point instead of --frames (synthetic source)")
@@ -230,13 +232,13 @@ def cmd_bench(args) -> int:
         args.frames = round(args.duration * args.rate)
     if args.frames < 2 or args.warmup < 0 or args.rate < 1:
         raise VidstyleError("--frames (or --duration x --rate) must be at least 2, --warmup at least 0, --rate at least 1")
-    if args.mode == "live":
-        raise VidstyleError("bench --mode live needs the live pipeline, which is not built yet; use --mode offline")
+    if args.mode == "live" and args.input is not None:
+        raise VidstyleError("bench --mode live runs on a paced synthetic camera at --rate; drop the input file")
     if args.input is not None:
         from .io import probe
 
         probe(args.input)  # a bad file fails here, in one line, before any point runs
-    points = [bench.Point(e, b, s, t) for e in engines for s in sizes for t in temporals for b in batches]
+    points = [bench.Point(e, b, s, t, args.mode) for e in engines for s in sizes for t in temporals for b in batches]
     peak = None
     if not args.no_peak:
         from .flops import matmul_peak
