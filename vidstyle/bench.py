@@ -177,7 +177,7 @@ def run_live_point(point: Point, style: str, frames: int, rate: int, warmup: int
     cpu0, wall0 = time.process_time(), time.perf_counter()
     with _GpuSampler() as gpu:
         stats = live.run_live(live.PacedSource(pictures, rate, loop=True, count=frames), stages, lambda f: None,
-                              max_age=max_age, in_flight=point.batch + 1)
+                              max_age=max_age, in_flight=point.batch)
     call_wall = time.perf_counter() - wall0
     macs = _macs(parsed.model, geom)
     return Result(
