@@ -96,3 +96,56 @@ def test_cancel_from_another_thread_stops_a_camera_that_never_ends(threads):
     assert started.is_set()
     timer.join()
     threads.assert_back_to_start()
+
+
+class FlakyCapture:
+    """A cv2.VideoCapture stand-in: ``frames`` good reads, then the device vanishes."""
+
+    def __init__(self, frames: int):
+        self.left = frames
+
+    def get(self, prop):
+        return 30.0
+
+    def read(self):
+        if self.left <= 0:
+            return False, None
+        self.left -= 1
+        time.sleep(0.01)
+        return True, np.full((48, 64, 3), 50 + self.left, np.uint8)
+
+    def release(self):
+        pass
+
+
+def test_a_camera_that_vanishes_is_retried_then_ends_cleanly(threads):
+    opens = []
+
+    def open_capture(spec):
+        opens.append(spec)
+        return FlakyCapture(5) if len(opens) == 1 else None  # gone after the first session
+
+    camera = live.CameraSource("0", retries=2, backoff=0.01, open_capture=open_capture)
+    stats = live.run_live(camera, stages_for(SlowEngine(0.0)), lambda f: None)
+    assert len(opens) == 3  # the first open, then two reconnect attempts
+    assert camera.gone == "camera 0 is gone (2 attempt(s) to reopen it failed)"
+    assert stats.delivered >= 1 and stats.captured == 5
+    threads.assert_back_to_start()
+
+
+def test_a_missing_camera_is_one_clear_line(capsys):
+    from vidstyle.cli import main
+
+    assert main(["bench", "--mode", "live", "--camera", "/dev/video-none", "--no-peak", "--frames", "4"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "vidstyle: error: cannot open camera /dev/video-none"
+
+
+def test_a_file_opened_as_a_camera_plays_through_opencv(tmp_path, threads):
+    from media import make_video
+
+    clip = make_video(tmp_path / "cam.mp4", frames=12, size=(64, 48), audio=False)
+    camera = live.CameraSource(str(clip))
+    stats = live.run_live(camera, stages_for(SlowEngine(0.0)), lambda f: None)
+    assert stats.captured == 12 and camera.gone is None  # a file ends; it is not a lost camera
+    threads.assert_back_to_start()

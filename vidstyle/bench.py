@@ -24,6 +24,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import VidstyleError
+from .pipeline import Stage
 
 STAGE_ORDER = ("decode", "motion", "prepare", "batch", "engine", "finish", "temporal", "encode")
 
@@ -161,8 +162,9 @@ def _macs(style_model: str, geom) -> float | None:
 
 
 def run_live_point(point: Point, style: str, frames: int, rate: int, warmup: int,
-                   peak: float | None = None, max_age: float = 0.25) -> Result:
-    """A paced synthetic camera at ``rate`` through the live scheduler; nothing is encoded."""
+                   peak: float | None = None, max_age: float = 0.25, camera: str | None = None) -> Result:
+    """A camera (or a paced synthetic one at ``rate``) through the live scheduler; nothing is encoded.
+    With a real camera, ``point.size`` is the processing size and frames are resized to it."""
     from . import imageops, live, styles, temporal
     from .stylize import Stylizer
     from .transcode import stylize_stages
@@ -174,10 +176,16 @@ def run_live_point(point: Point, style: str, frames: int, rate: int, warmup: int
     for _ in range(max(1, warmup // max(point.batch, 1))):  # trace the engine at this shape, untimed
         stylizer.run(np.stack([imageops.prepare(next(pictures()), geom)] * point.batch), size=point.batch)
     stages = stylize_stages(stylizer, geom, point.batch, temporal.create(point.temporal))
+    if camera is not None:
+        source = live.CameraSource(camera, count=frames)
+        stages.insert(0, Stage("resize", lambda f: (_resized(f, point.size),)))
+    else:
+        source = live.PacedSource(pictures, rate, loop=True, count=frames)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     with _GpuSampler() as gpu:
-        stats = live.run_live(live.PacedSource(pictures, rate, loop=True, count=frames), stages, lambda f: None,
-                              max_age=max_age, in_flight=point.batch)
+        stats = live.run_live(source, stages, lambda f: None, max_age=max_age, in_flight=point.batch)
+    if camera is not None and source.gone:
+        raise VidstyleError(source.gone)
     call_wall = time.perf_counter() - wall0
     macs = _macs(parsed.model, geom)
     return Result(
@@ -187,6 +195,17 @@ def run_live_point(point: Point, style: str, frames: int, rate: int, warmup: int
         cpu_cores_busy=(time.process_time() - cpu0) / call_wall,
         dropped=stats.dropped_source + stats.dropped_stale, gpu=gpu.summary(), macs_per_frame=macs,
         efficiency=(stats.fps * 2 * macs / peak) if (macs and peak) else None, latencies=stats.latencies)
+
+
+def _resized(frame, size: tuple[int, int]):
+    import cv2
+
+    from .frame import Frame
+
+    if frame.image.shape[1::-1] == size:
+        return frame
+    image = cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
+    return Frame(frame.index, frame.pts, frame.time_base, image, frame.captured)
 
 
 def run_point(point: Point, clip: Path, style: str, warmup: int, workdir: Path,
@@ -241,7 +260,7 @@ def _cut(src: Path, dst: Path, frames: int) -> Path:
 
 def sweep(points: list[Point], source: Path | None, style: str = "7", frames: int = 60, warmup: int = 8,
           peak: float | None = None, on_result: Callable[[Result], None] | None = None,
-          rate: int = 30) -> list[Result]:
+          rate: int = 30, camera: str | None = None) -> list[Result]:
     """Run every point; a synthetic clip of each size stands in when ``source`` is None."""
     results = []
     with tempfile.TemporaryDirectory(prefix="vidstyle-bench-") as tmp:
@@ -251,7 +270,7 @@ def sweep(points: list[Point], source: Path | None, style: str = "7", frames: in
             if point.mode == "live":
                 if source is not None:
                     raise VidstyleError("bench --mode live runs on a paced synthetic camera; drop the input file")
-                result = run_live_point(point, style, frames, rate, warmup, peak)
+                result = run_live_point(point, style, frames, rate, warmup, peak, camera=camera)
                 results.append(result)
                 if on_result:
                     on_result(result)

@@ -85,6 +85,7 @@ def create_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=60, help="frames per point (default 60)")
     b.add_argument("--duration", type=float, help="seconds of video per point instead of --frames (synthetic source)")
     b.add_argument("--rate", type=int, default=30, help="frame rate of the synthetic source (default 30)")
+    b.add_argument("--camera", help="live mode on a camera (0, /dev/video2, a URL) instead of the synthetic one")
     b.add_argument("--warmup", type=int, default=8, help="frames of the untimed warm-up per point (default 8)")
     b.add_argument("--json", type=Path, help="write every figure and the system block here")
     b.add_argument("--csv", type=Path, help="write the table here")
@@ -232,6 +233,8 @@ def cmd_bench(args) -> int:
         args.frames = round(args.duration * args.rate)
     if args.frames < 2 or args.warmup < 0 or args.rate < 1:
         raise VidstyleError("--frames (or --duration x --rate) must be at least 2, --warmup at least 0, --rate at least 1")
+    if args.camera is not None and args.mode != "live":
+        raise VidstyleError("--camera needs --mode live")
     if args.mode == "live" and args.input is not None:
         raise VidstyleError("bench --mode live runs on a paced synthetic camera at --rate; drop the input file")
     if args.input is not None:
@@ -248,11 +251,13 @@ def cmd_bench(args) -> int:
     system = system_block()
     print(f"{system['cpu']}, {system['cores_usable']} cores; {len(points)} point(s), {args.frames} frames each")
     results = bench.sweep(points, args.input, args.style, args.frames, args.warmup, peak, rate=args.rate,
+                          camera=args.camera,
                           on_result=lambda r: print(f"  {r.point.label}: {r.fps:.2f} fps", flush=True))
     print(bench.table(results))
     extra = {"command": sys.argv, "matmul_peak_flops": peak, "frames": args.frames, "warmup": args.warmup,
              "rate": args.rate,
-             "style": args.style, "input": str(args.input) if args.input else "synthetic"}
+             "style": args.style,
+             "input": str(args.input or (f"camera {args.camera}" if args.camera else "synthetic"))}
     for path in filter(None, [args.json and bench.write_json(args.json, results, system, extra),
                               args.csv and bench.write_csv(args.csv, results),
                               *(bench.plot(args.plot, results) if args.plot else [])]):
