@@ -343,32 +343,28 @@ def plot(folder: Path, results: list[Result]) -> list[Path]:
     except ImportError:
         raise VidstyleError("--plot needs matplotlib: pip install 'vidstyle[bench]'") from None
     folder.mkdir(parents=True, exist_ok=True)
+
+    def save(fig, ax, xlabel: str, ylabel: str, name: str) -> Path:
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / name)
+        plt.close(fig)
+        return folder / name
+
+    line = lambda r: (r.point.mode, r.point.engine, r.point.size, r.point.temporal)  # noqa: E731
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for key, group in itertools.groupby(sorted(results, key=lambda r: (r.point.engine, r.point.size, r.point.temporal,
-                                                                          r.point.batch)),
-                                        key=lambda r: (r.point.engine, r.point.size, r.point.temporal)):
+    for key, group in itertools.groupby(sorted(results, key=lambda r: (line(r), r.point.batch)), key=line):
         group = list(group)
         ax.plot([r.point.batch for r in group], [r.fps for r in group], marker="o",
-                label=f"{key[0]} {key[1][0]}x{key[1][1]} temporal {key[2]}")
-    ax.set_xlabel("batch")
-    ax.set_ylabel("frames/s (end to end)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fps_path = folder / "bench-fps.png"
-    fig.savefig(fps_path)
-    plt.close(fig)
+                label=f"{key[0]} {key[1]} {key[2][0]}x{key[2][1]} temporal {key[3]}")
+    fps_path = save(fig, ax, "batch", "frames/s (end to end)", "bench-fps.png")
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for r in results:
         data = np.sort(np.asarray(r.latencies) * 1000)
         if len(data):
             ax.plot(data, np.linspace(0, 1, len(data)), label=r.point.label)
-    ax.set_xlabel("latency, capture to encoded (ms)")
-    ax.set_ylabel("share of frames")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    latency_path = folder / "bench-latency.png"
-    fig.savefig(latency_path)
-    plt.close(fig)
+    latency_path = save(fig, ax, "latency, capture to output (ms)", "share of frames", "bench-latency.png")
     return [fps_path, latency_path]
