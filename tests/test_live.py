@@ -84,16 +84,13 @@ def test_a_camera_that_stops_ends_the_run_cleanly(threads):
 
 
 def test_cancel_from_another_thread_stops_a_camera_that_never_ends(threads):
-    from vidstyle.errors import Cancelled
-
     started = threading.Event()
     ref = []
     timer = threading.Timer(0.5, lambda: ref[0].cancel())
     timer.start()
-    with pytest.raises(Cancelled):
-        live.run_live(source(rate=30, count=None), stages_for(SlowEngine(0.0)), lambda f: started.set(),
-                      on_pipeline=ref.append)
-    assert started.is_set()
+    stats = live.run_live(source(rate=30, count=None), stages_for(SlowEngine(0.0)), lambda f: started.set(),
+                          on_pipeline=ref.append)
+    assert started.is_set() and stats.stopped and stats.delivered > 0
     timer.join()
     threads.assert_back_to_start()
 
@@ -149,3 +146,47 @@ def test_a_file_opened_as_a_camera_plays_through_opencv(tmp_path, threads):
     stats = live.run_live(camera, stages_for(SlowEngine(0.0)), lambda f: None)
     assert stats.captured == 12 and camera.gone is None  # a file ends; it is not a lost camera
     threads.assert_back_to_start()
+
+
+@pytest.mark.slow
+def test_vidstyle_live_on_a_file_camera_reports_its_stats(tmp_path, capsys, threads):
+    import json
+
+    from media import make_video
+    from vidstyle.cli import main
+
+    clip = make_video(tmp_path / "cam.mp4", frames=20, size=(64, 48), audio=False)
+    out = tmp_path / "stats.json"
+    assert main(["live", "--camera", str(clip), "--stats-json", str(out)]) == 0
+    stats = json.loads(out.read_text())
+    assert stats["delivered"] + stats["dropped_source"] + stats["dropped_stale"] == 20
+    assert stats["delivered"] > 0 and stats["latency_ms"]["p50"] > 0 and not stats["stopped"]
+    assert "frames," in capsys.readouterr().out
+    threads.assert_back_to_start()
+
+
+def test_live_outputs_that_cannot_start_are_one_line_errors(capsys, monkeypatch):
+    from vidstyle.cli import main
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["live", "--camera", "synthetic", "--window"]) == 1
+    assert "--window needs a display" in capsys.readouterr().err
+    assert main(["live", "--camera", "/dev/video-none"]) == 1
+    assert capsys.readouterr().err.strip().endswith("vidstyle: error: cannot open camera /dev/video-none")
+
+
+def test_a_style_switch_takes_effect_on_the_next_batch():
+    seen = []
+
+    class Recorder(SlowEngine):
+        def run(self, batch, style):
+            seen.append(np.argmax(style))
+            return batch
+
+    stylizer = Stylizer(styles.parse("3"), engine=Recorder(0.0))
+    batch = np.zeros((1, 8, 8, 3), np.uint8)
+    stylizer.run(batch)
+    stylizer.switch(styles.parse("12"))
+    stylizer.run(batch)
+    assert seen == [3, 12]

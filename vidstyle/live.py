@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .frame import Frame
+from .errors import Cancelled
 from .pipeline import Pipeline, Stage
 
 
@@ -111,6 +112,7 @@ class LiveStats:
     dropped_stale: int = 0  # older than max_age when inference could start
     latencies: list[float] = field(default_factory=list)  # capture -> presented, seconds
     stages: dict = field(default_factory=dict)
+    stopped: bool = False  # cancelled (a quit key, a time limit, SIGTERM) rather than the camera ending
 
     @property
     def fps(self) -> float:
@@ -177,6 +179,9 @@ def run_live(source: PacedSource, stages: list[Stage], present: Callable[[Frame]
     feeder.start()
     try:
         run = pipeline.run()
+    except Cancelled:  # a stop (quit key, time limit, SIGTERM) is how a live run normally ends
+        run = pipeline.stats
+        stats.stopped = True
     finally:
         stop.set()
         mailbox.close()

@@ -39,6 +39,13 @@ class Stylizer:
         self._vector: np.ndarray | None = None
         self._picture_vector = style_vector(read_picture(style.picture)) if style.picture else None
 
+    def switch(self, style: Style) -> None:
+        """Use ``style`` from the next batch on (live style switching); same network only."""
+        if style.model != self.style.model:
+            raise StyleError("switching between a built-in style and a picture needs a restart")
+        vector = style_vector(read_picture(style.picture)) if style.picture else None
+        self.style, self._picture_vector, self._vector = style, vector, None
+
     def vector(self, content: np.ndarray) -> np.ndarray:
         """The conditioning vector; ``content`` (an RGB frame) is used once, for picture strength."""
         if self._vector is None:
