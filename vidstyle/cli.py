@@ -6,7 +6,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 from . import __version__
@@ -279,102 +278,12 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def _live_source(args):
-    from . import live
-
-    spec = args.camera
-    if spec == "synthetic":
-        return live.PacedSource(live.moving_pictures(640, 480), rate=30, loop=True), (640, 480, 30.0)
-    if Path(spec).is_file():  # a file plays at its own rate, like a camera would deliver it
-        from .io import FileSource, probe
-
-        info = probe(spec)
-        rate = float(info.average_rate or 30)
-        def pictures():
-            with FileSource(spec) as source:  # closed when the loop ends or the run stops
-                for frame in source.frames():
-                    yield frame.image
-
-        return live.PacedSource(pictures, rate=rate, loop=args.loop), (info.width, info.height, rate)
-    from .live import _open_capture
-
-    capture = _open_capture(spec)
-    if capture is None:
-        raise VidstyleError(f"cannot open camera {spec}")
-    import cv2
-
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-            capture.get(cv2.CAP_PROP_FPS) or 30.0)
-    capture.release()
-    return live.CameraSource(spec), size
-
-
 def cmd_live(args) -> int:
-    import json
-
-    from . import imageops, live, temporal
-    from .bench import latency_summary
-    from .models import NUM_STYLES
-    from .present import VirtualCamera, Window
-    from .styles import parse
-    from .stylize import Stylizer
-    from .transcode import stylize_stages
+    from .live_command import run_live_command
 
     _check_strength(args.strength)
     _check_strength(args.temporal_strength, "--temporal-strength")
-    style = parse(args.style)
-    source, (width, height, rate) = _live_source(args)
-    stylizer = Stylizer(style, strength=args.strength, preserve_color=args.preserve_color,
-                        engine_name=args.engine, threads=args.threads)
-    names = {"current": args.style}
-
-    def on_key(key: str) -> None:
-        if style.picture:
-            return
-        index = int(names["current"]) if names["current"].isdigit() else 0
-        index = {"n": index + 1, "p": index - 1}.get(key, int(key) if key.isdigit() else None)
-        if index is not None:
-            names["current"] = str(index % NUM_STYLES)
-            stylizer.switch(parse(names["current"]))
-
-    outputs = []
-    try:
-        if args.window:
-            outputs.append(Window(on_key=on_key, label=lambda: f"style {names['current']}"))
-        if args.virtual_cam:
-            outputs.append(VirtualCamera(width, height, rate))
-        pipeline_ref: list = []
-        deadline = time.monotonic() + args.seconds if args.seconds else None
-
-        def present(frame) -> None:
-            for out in outputs:
-                out(frame)
-            if any(getattr(o, "quit", False) for o in outputs) or (deadline and time.monotonic() > deadline):
-                pipeline_ref[0].cancel()
-
-        geom = imageops.plan(width, height, _size(args.size))
-        import numpy as np
-
-        stylizer.run(np.zeros((1, geom.net_h, geom.net_w, 3), np.uint8))  # trace the engine before the camera runs
-        stages = stylize_stages(stylizer, geom, 1, temporal.create(args.temporal, args.temporal_strength))
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda *_: pipeline_ref and pipeline_ref[0].cancel())
-        stats = live.run_live(source, stages, present, max_age=args.max_age, on_pipeline=pipeline_ref.append)
-    finally:
-        for out in outputs:
-            out.close()
-    gone = getattr(source, "gone", None)
-    lat = latency_summary(stats.latencies)
-    print(f"{stats.delivered} frames, {stats.fps:.1f} fps, {stats.drop_rate:.0%} dropped, latency "
-          f"p50 {lat['p50']:.0f} / p95 {lat['p95']:.0f} / p99 {lat['p99']:.0f} ms")
-    if args.stats_json:
-        args.stats_json.write_text(json.dumps(
-            {"delivered": stats.delivered, "fps": stats.fps, "drop_rate": stats.drop_rate,
-             "dropped_source": stats.dropped_source, "dropped_stale": stats.dropped_stale,
-             "latency_ms": lat, "stopped": stats.stopped}, indent=1))
-    if gone:
-        raise VidstyleError(gone)
-    return 0
+    return run_live_command(args, _size(args.size))
 
 
 def main(argv: list[str] | None = None) -> int:
