@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import REPO, Stopwatch, save_results, system_block  # noqa: E402
 from vidstyle import bench  # noqa: E402
-from vidstyle.cli import _list, _positive, _wxh  # noqa: E402
 from vidstyle.engines import available  # noqa: E402
 
 
@@ -57,10 +56,11 @@ def check_against_transcode(result: bench.Result, style: str, frames: int) -> di
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    engines = available() if args.engine == "all" else _list(args.engine, str, "--engine")
-    sizes = _list(args.size, _wxh, "--size")
+    engines = available() if args.engine == "all" else bench.parse_list(args.engine, str, "--engine")
+    sizes = bench.parse_list(args.size, bench.wxh, "--size")
     points = [bench.Point(e, b, s, t) for e in engines for s in sizes
-              for t in _list(args.temporal, str, "--temporal") for b in _list(args.batch, _positive, "--batch")]
+              for t in bench.parse_list(args.temporal, str, "--temporal")
+              for b in bench.parse_list(args.batch, bench.positive, "--batch")]
     from vidstyle.flops import matmul_peak
 
     peak = matmul_peak()

@@ -24,7 +24,6 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import VidstyleError
-from .pipeline import Stage
 
 STAGE_ORDER = ("decode", "motion", "prepare", "batch", "engine", "finish", "temporal", "encode")
 
@@ -62,6 +61,32 @@ class Result:
         return self.frames / self.wall if self.wall else 0.0
 
 
+def parse_list(text: str, parse, option: str) -> list:
+    """'1,2,4' -> [1, 2, 4] with ``parse`` per item; a one-line error naming ``option``."""
+    try:
+        values = [parse(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise VidstyleError(f"{option}: {exc}") from None
+    if not values:
+        raise VidstyleError(f"{option} is empty")
+    return values
+
+
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def wxh(text: str) -> tuple[int, int]:
+    from .imageops import parse_size
+
+    size = parse_size(text)
+    if not isinstance(size, tuple):
+        raise ValueError(f"give sizes as WxH, e.g. 640x360, not {text!r}")
+    return size
+
+
 def percentile(values: Iterable[float], q: float) -> float:
     """The q-th percentile (0..100) with linear interpolation between order statistics."""
     data = sorted(values)
@@ -87,23 +112,16 @@ def stage_summary(stages: dict, frames: int) -> dict[str, dict[str, float]]:
 
 
 def synthetic_clip(path: Path, width: int, height: int, frames: int, fps: int = 30) -> Path:
-    """A clip of drifting texture with a moving block, so flow and encoding have real work."""
+    """``frames`` of :func:`vidstyle.live.moving_pictures` as an H.264 clip."""
     import av
 
-    import cv2
+    from .live import moving_pictures
 
-    rng = np.random.default_rng(7)
-    texture = cv2.GaussianBlur(rng.integers(0, 256, (height + 64, width + 64, 3), dtype=np.uint8), (0, 0), 3)
-    texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX)
-    side = max(8, min(width, height) // 5)
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": "18", "preset": "ultrafast"}
-        for t in range(frames):
-            image = texture[t % 64: t % 64 + height, (2 * t) % 64: (2 * t) % 64 + width].copy()
-            x = (5 * t) % max(1, width - side)
-            image[height // 3: height // 3 + side, x: x + side] = (230, 40, 40)
+        for image in itertools.islice(moving_pictures(width, height)(), frames):
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
@@ -171,14 +189,17 @@ def run_live_point(point: Point, style: str, frames: int, rate: int, warmup: int
 
     parsed = styles.parse(style)
     stylizer = Stylizer(parsed, engine_name=point.engine)
-    geom = imageops.plan(*point.size)
+    if camera is not None:  # the camera's own size, processed at point.size
+        width, height, _ = live.camera_format(camera)
+        geom = imageops.plan(width, height, point.size)
+    else:
+        geom = imageops.plan(*point.size)
     pictures = live.moving_pictures(*point.size)
     for _ in range(max(1, warmup // max(point.batch, 1))):  # trace the engine at this shape, untimed
-        stylizer.run(np.stack([imageops.prepare(next(pictures()), geom)] * point.batch), size=point.batch)
+        stylizer.run(np.zeros((point.batch, geom.net_h, geom.net_w, 3), np.uint8))
     stages = stylize_stages(stylizer, geom, point.batch, temporal.create(point.temporal))
     if camera is not None:
         source = live.CameraSource(camera, count=frames)
-        stages.insert(0, Stage("resize", lambda f: (_resized(f, point.size),)))
     else:
         source = live.PacedSource(pictures, rate, loop=True, count=frames)
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -195,17 +216,6 @@ def run_live_point(point: Point, style: str, frames: int, rate: int, warmup: int
         cpu_cores_busy=(time.process_time() - cpu0) / call_wall,
         dropped=stats.dropped_source + stats.dropped_stale, gpu=gpu.summary(), macs_per_frame=macs,
         efficiency=(stats.fps * 2 * macs / peak) if (macs and peak) else None, latencies=stats.latencies)
-
-
-def _resized(frame, size: tuple[int, int]):
-    import cv2
-
-    from .frame import Frame
-
-    if frame.image.shape[1::-1] == size:
-        return frame
-    image = cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
-    return Frame(frame.index, frame.pts, frame.time_base, image, frame.captured)
 
 
 def run_point(point: Point, clip: Path, style: str, warmup: int, workdir: Path,

@@ -204,41 +204,16 @@ def cmd_metrics(args) -> int:
     return 0
 
 
-def _list(text: str, parse, option: str) -> list:
-    try:
-        values = [parse(v.strip()) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise VidstyleError(f"{option}: {exc}") from None
-    if not values:
-        raise VidstyleError(f"{option} is empty")
-    return values
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"{text!r} is not a positive whole number")
-    return int(text)
-
-
-def _wxh(text: str) -> tuple[int, int]:
-    from .imageops import parse_size
-
-    size = parse_size(text)
-    if not isinstance(size, tuple):
-        raise ValueError(f"give sizes as WxH, e.g. 640x360, not {text!r}")
-    return size
-
-
 def cmd_bench(args) -> int:
     from . import bench
     from .engines import available
     from .sysinfo import system_block
     from .temporal import MODES
 
-    engines = available() if args.engine == "all" else _list(args.engine, str, "--engine")
-    batches = _list(args.batch, _positive, "--batch")
-    sizes = _list(args.size, _wxh, "--size")
-    temporals = _list(args.temporal, str, "--temporal")
+    engines = available() if args.engine == "all" else bench.parse_list(args.engine, str, "--engine")
+    batches = bench.parse_list(args.batch, bench.positive, "--batch")
+    sizes = bench.parse_list(args.size, bench.wxh, "--size")
+    temporals = bench.parse_list(args.temporal, str, "--temporal")
     for mode in temporals:
         if mode not in MODES:
             raise VidstyleError(f"--temporal: unknown mode {mode!r}; choose from {', '.join(MODES)}")

@@ -11,6 +11,7 @@ temporal smoothing included: a dropped frame restarts its history.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -88,20 +89,27 @@ class PacedSource:
             mailbox.close()
 
 
-def moving_pictures(width: int, height: int, distinct: int = 30) -> Callable[[], Iterator[np.ndarray]]:
-    """A drifting gradient with a moving block (precomputed, so the source costs nothing)."""
-    y, x = np.mgrid[0:height, 0:width]
+def moving_pictures(width: int, height: int) -> Callable[[], Iterator[np.ndarray]]:
+    """Drifting texture with a moving block: optical flow and the encoder get real work.
+
+    Each call of the returned function starts the same endless sequence; the
+    texture is made once, each frame is a slice of it plus the block.
+    """
+    import cv2
+
+    rng = np.random.default_rng(7)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (height + 64, width + 64, 3), dtype=np.uint8), (0, 0), 3)
+    texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX)
     side = max(4, min(width, height) // 5)
-    frames = []
-    for t in range(distinct):
-        image = np.empty((height, width, 3), np.uint8)
-        image[..., 0] = (x * 255 // max(width - 1, 1) + 4 * t) % 256
-        image[..., 1] = (y * 255 // max(height - 1, 1) + 2 * t) % 256
-        image[..., 2] = 96
-        left = (t * max(1, width // distinct)) % max(1, width - side)
-        image[height // 3: height // 3 + side, left: left + side] = (230, 40, 40)
-        frames.append(image)
-    return lambda: iter(frames)
+
+    def pictures() -> Iterator[np.ndarray]:
+        for t in itertools.count():
+            image = texture[t % 64: t % 64 + height, (2 * t) % 64: (2 * t) % 64 + width].copy()
+            x = (5 * t) % max(1, width - side)
+            image[height // 3: height // 3 + side, x: x + side] = (230, 40, 40)
+            yield image
+
+    return pictures
 
 
 @dataclass
@@ -250,6 +258,21 @@ def _cv2():
     import cv2
 
     return cv2
+
+
+def camera_format(spec: str) -> tuple[int, int, float]:
+    """Width, height and frame rate a camera delivers; a one-line error if it cannot be opened."""
+    capture = _open_capture(spec)
+    if capture is None:
+        from .errors import VidstyleError
+
+        raise VidstyleError(f"cannot open camera {spec}")
+    cv2 = _cv2()
+    try:
+        return (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                capture.get(cv2.CAP_PROP_FPS) or 30.0)
+    finally:
+        capture.release()
 
 
 def _open_capture(spec: str):

@@ -30,16 +30,7 @@ def _source(args):
                     yield frame.image
 
         return live.PacedSource(pictures, rate=rate, loop=args.loop), (info.width, info.height, rate)
-    from .live import _open_capture
-
-    capture = _open_capture(spec)
-    if capture is None:
-        raise VidstyleError(f"cannot open camera {spec}")
-    import cv2
-
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-            capture.get(cv2.CAP_PROP_FPS) or 30.0)
-    capture.release()
+    size = live.camera_format(spec)
     return live.CameraSource(spec), size
 
 
