@@ -12,13 +12,13 @@ from . import __version__
 from .errors import Cancelled, VidstyleError
 
 
-def _add_style_options(p: argparse.ArgumentParser) -> None:
+def _add_style_options(p: argparse.ArgumentParser, size_default: str = "the source size") -> None:
     g = p.add_argument_group("style")
     g.add_argument("--style", default="7", help="built-in index 0-25 (7), a mix (3:0.5,12:0.5) or a picture file")
     g.add_argument("--strength", type=float, default=1.0,
                    help="0..1; pictures: style vector toward the content's own; built-ins: blend with the original")
     g.add_argument("--preserve-color", action="store_true", help="stylized luminance, original colour")
-    g.add_argument("--size", help="processing size WxH or the longer side (default: the source size)")
+    g.add_argument("--size", help=f"processing size WxH or the longer side (default: {size_default})")
 
 
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
@@ -75,7 +75,7 @@ def create_parser() -> argparse.ArgumentParser:
     lv = sub.add_parser("live", help="stylize a camera live: a window, a virtual camera, or stats")
     lv.add_argument("--camera", default="0", help="0, /dev/videoN, a URL, a video FILE, or 'synthetic' (default 0)")
     lv.add_argument("--loop", action="store_true", help="play a FILE camera in a loop")
-    _add_style_options(lv)
+    _add_style_options(lv, size_default="the largest that keeps up with the camera, measured as it runs")
     _add_engine_options(lv)
     _add_temporal_options(lv)
     lv.add_argument("--window", action="store_true", help="show it in a window (keys: q quit, o overlay, "

@@ -52,11 +52,16 @@ def plan(src_w: int, src_h: int, size: tuple[int, int] | int | None = None) -> G
     return Geometry(src_w, src_h, proc_w, proc_h, up(proc_w), up(proc_h))
 
 
-def prepare(image: np.ndarray, geom: Geometry) -> np.ndarray:
-    """Source RGB frame -> network input (resized, reflect-padded), uint8."""
-    if geom.needs_resize:
-        shrinking = geom.proc_w * geom.proc_h < geom.src_w * geom.src_h
-        image = cv2.resize(image, (geom.proc_w, geom.proc_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+def shrink(image: np.ndarray, geom: Geometry) -> np.ndarray:
+    """Source RGB frame -> processing size (the first half of :func:`prepare`)."""
+    if not geom.needs_resize:
+        return image
+    shrinking = geom.proc_w * geom.proc_h < geom.src_w * geom.src_h
+    return cv2.resize(image, (geom.proc_w, geom.proc_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def pad(image: np.ndarray, geom: Geometry) -> np.ndarray:
+    """Processing size -> network input, reflect-padded up to a multiple of 4."""
     ph, pw = geom.net_h - geom.proc_h, geom.net_w - geom.proc_w
     if ph or pw:
         # Reflection needs a side longer than the pad; tiny frames fall back to edge copies.
@@ -65,12 +70,26 @@ def prepare(image: np.ndarray, geom: Geometry) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def finish(stylized: np.ndarray, geom: Geometry) -> np.ndarray:
-    """Network output -> frame at the source size (crop the pad, resize back)."""
-    out = stylized[: geom.proc_h, : geom.proc_w]
+def prepare(image: np.ndarray, geom: Geometry) -> np.ndarray:
+    """Source RGB frame -> network input (resized, reflect-padded), uint8."""
+    return pad(shrink(image, geom), geom)
+
+
+def crop(stylized: np.ndarray, geom: Geometry) -> np.ndarray:
+    """Network output -> processing size (the pad cut off)."""
+    return stylized[: geom.proc_h, : geom.proc_w]
+
+
+def grow(out: np.ndarray, geom: Geometry) -> np.ndarray:
+    """Processing size -> source size."""
     if geom.needs_resize:
         out = cv2.resize(out, (geom.src_w, geom.src_h), interpolation=cv2.INTER_LINEAR)
     return np.ascontiguousarray(out)
+
+
+def finish(stylized: np.ndarray, geom: Geometry) -> np.ndarray:
+    """Network output -> frame at the source size (crop the pad, resize back)."""
+    return grow(crop(stylized, geom), geom)
 
 
 def keep_colour(stylized: np.ndarray, original: np.ndarray) -> np.ndarray:

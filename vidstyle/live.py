@@ -5,7 +5,9 @@ source thread writes each one into a one-slot mailbox (:class:`Latest`),
 overwriting a frame nobody took yet (counted as dropped at the source), so the
 pipeline always starts on the newest picture. A frame that has nonetheless
 grown older than ``max_age`` by the time inference could start is dropped
-there (counted as stale) rather than making every later frame late too. The
+there (counted as stale) rather than making every later frame late too. With
+more than one frame in flight the batcher works to a deadline: it waits for
+another frame only while the oldest can still make half of ``max_age``. The
 rest is the offline stage list (:func:`vidstyle.transcode.stylize_stages`),
 temporal smoothing included: a dropped frame restarts its history.
 """
@@ -23,6 +25,7 @@ import numpy as np
 from .frame import Frame
 from .errors import Cancelled
 from .pipeline import Pipeline, Stage
+from .transcode import batcher
 
 
 class Latest:
@@ -137,8 +140,12 @@ class LiveStats:
 
 def run_live(source: PacedSource, stages: list[Stage], present: Callable[[Frame], None],
              max_age: float = 0.25, in_flight: int = 1,
-             on_pipeline: Callable[[Pipeline], None] | None = None) -> LiveStats:
+             on_pipeline: Callable[[Pipeline], None] | None = None, sizing=None) -> LiveStats:
     """Run ``stages`` (from stylize_stages) on a live source; ``present`` shows each frame.
+
+    ``sizing`` (the :class:`vidstyle.adapt.Adaptive` the stages were built
+    with) is told each frame's service time, from leaving the mailbox to being
+    presented, so the processing size follows what the machine can do.
 
     At most ``in_flight`` frames are between the mailbox and the screen: a new
     frame is taken only when one leaves, so frames wait (and are replaced) in
@@ -148,6 +155,7 @@ def run_live(source: PacedSource, stages: list[Stage], present: Callable[[Frame]
     """
     mailbox, stop, stats = Latest(), threading.Event(), LiveStats()
     slots = threading.Semaphore(in_flight)
+    taken: dict[int, float] = {}  # frame index -> when it left the mailbox
     pipeline: Pipeline | None = None
     feeder = threading.Thread(target=source.run, args=(mailbox, stop), name="vidstyle-camera", daemon=True)
 
@@ -162,22 +170,35 @@ def run_live(source: PacedSource, stages: list[Stage], present: Callable[[Frame]
                     frame = mailbox.take()
                 except EOFError:
                     return
+            taken[frame.index] = time.monotonic()
             yield frame
 
     def fresh(batch):
         now = time.monotonic()
         kept = [w for w in batch if now - w.frame.captured <= max_age]
-        stats.dropped_stale += len(batch) - len(kept)
-        for _ in range(len(batch) - len(kept)):
-            slots.release()
+        for w in batch:
+            if now - w.frame.captured > max_age:
+                stats.dropped_stale += 1
+                taken.pop(w.index, None)
+                slots.release()
         return (kept,) if kept else ()
 
     def show(frame: Frame):
         present(frame)
         stats.delivered += 1
+        started = taken.pop(frame.index, None)
+        if sizing is not None and started is not None:
+            sizing.record((time.monotonic() - started) / in_flight)
         slots.release()
         return ()
 
+    interval = 1.0 / (getattr(source, "rate", None) or 30.0)
+
+    def due(pending) -> bool:
+        # Wait for one more frame only if it would come while the oldest can still make half its deadline.
+        return time.monotonic() + interval - pending[0].frame.captured > max_age / 2
+
+    stages = [Stage("batch", *batcher(in_flight, due)) if s.name == "batch" else s for s in stages]
     # Staleness is judged just before inference, the step a late frame would make everyone wait for.
     at = next(i for i, s in enumerate(stages) if s.name == "engine")
     pipeline = Pipeline(frames, stages[:at] + [Stage("fresh", fresh)] + stages[at:] + [Stage("present", show)],

@@ -34,9 +34,24 @@ def _source(args):
     return live.CameraSource(spec), size
 
 
+def live_sizing(stylizer, width: int, height: int, rate: float, size=None):
+    """The processing size: ``size`` when given, else the ladder calibrated on this machine.
+    Either way every shape the engine will see is traced before the camera starts."""
+    from . import adapt, imageops
+
+    if size is not None:
+        sizing = adapt.Fixed(imageops.plan(width, height, size))
+        g = sizing.current
+        stylizer.run(np.zeros((1, g.net_h, g.net_w, 3), np.uint8))
+        return sizing
+    sizing = adapt.Adaptive(width, height, rate)
+    sizing.calibrate(stylizer.run)
+    return sizing
+
+
 def run_live_command(args, size) -> int:
     """``vidstyle live``: ``args`` is the parsed command line, ``size`` the processing size."""
-    from . import imageops, live, temporal
+    from . import live, temporal
     from .bench import latency_summary
     from .models import NUM_STYLES
     from .present import VirtualCamera, Window
@@ -49,6 +64,10 @@ def run_live_command(args, size) -> int:
     stylizer = Stylizer(style, strength=args.strength, preserve_color=args.preserve_color,
                         engine_name=args.engine, threads=args.threads)
     names = {"current": args.style}
+    sizing = None
+
+    def processing() -> str:
+        return f"{sizing.current.proc_w}x{sizing.current.proc_h}" if sizing else "?"
 
     def on_key(key: str) -> None:
         if style.picture:
@@ -62,7 +81,7 @@ def run_live_command(args, size) -> int:
     outputs = []
     try:
         if args.window:
-            outputs.append(Window(on_key=on_key, label=lambda: f"style {names['current']}"))
+            outputs.append(Window(on_key=on_key, label=lambda: f"style {names['current']} at {processing()}"))
         if args.virtual_cam:
             outputs.append(VirtualCamera(width, height, rate))
         pipeline_ref: list = []
@@ -74,24 +93,28 @@ def run_live_command(args, size) -> int:
             if any(getattr(o, "quit", False) for o in outputs) or (deadline and time.monotonic() > deadline):
                 pipeline_ref[0].cancel()
 
-        geom = imageops.plan(width, height, size)
-        stylizer.run(np.zeros((1, geom.net_h, geom.net_w, 3), np.uint8))  # trace the engine before the camera runs
-        stages = stylize_stages(stylizer, geom, 1, temporal.create(args.temporal, args.temporal_strength))
+        sizing = live_sizing(stylizer, width, height, rate, size)
+        print(f"camera {width}x{height} at {rate:g} fps; processing at {processing()}"
+              + ("" if size else " (adapts to keep up; --size fixes it)"), flush=True)
+        stages = stylize_stages(stylizer, sizing, 1, temporal.create(args.temporal, args.temporal_strength),
+                                smooth_at="processing")
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: pipeline_ref and pipeline_ref[0].cancel())
-        stats = live.run_live(source, stages, present, max_age=args.max_age, on_pipeline=pipeline_ref.append)
+        stats = live.run_live(source, stages, present, max_age=args.max_age, on_pipeline=pipeline_ref.append,
+                              sizing=sizing if size is None else None)
     finally:
         for out in outputs:
             out.close()
     gone = getattr(source, "gone", None)
     lat = latency_summary(stats.latencies)
     print(f"{stats.delivered} frames, {stats.fps:.1f} fps, {stats.drop_rate:.0%} dropped, latency "
-          f"p50 {lat['p50']:.0f} / p95 {lat['p95']:.0f} / p99 {lat['p99']:.0f} ms")
+          f"p50 {lat['p50']:.0f} / p95 {lat['p95']:.0f} / p99 {lat['p99']:.0f} ms; processing at {processing()}")
     if args.stats_json:
         args.stats_json.write_text(json.dumps(
             {"delivered": stats.delivered, "fps": stats.fps, "drop_rate": stats.drop_rate,
              "dropped_source": stats.dropped_source, "dropped_stale": stats.dropped_stale,
-             "latency_ms": lat, "stopped": stats.stopped}, indent=1))
+             "latency_ms": lat, "stopped": stats.stopped, "processing": processing(),
+             "size_changes": getattr(sizing, "changes", [])}, indent=1))
     if gone:
         raise VidstyleError(gone)
     return 0

@@ -244,11 +244,12 @@ class Flow(Temporal):
         return cv2.blendLinear(warped, current, alpha, 1.0 - alpha)
 
 
-def create(mode: str = DEFAULT_MODE, strength: float = DEFAULT_STRENGTH) -> Temporal:
+def create(mode: str = DEFAULT_MODE, strength: float = DEFAULT_STRENGTH, flow_side: int = FLOW_SIDE) -> Temporal:
+    """A smoother; ``flow_side`` caps the flow's resolution (live video trades some of its accuracy for time)."""
     kinds = {"off": Temporal, "ema": Ema, "flow": Flow}
     if mode not in kinds:
         raise ValueError(f"unknown temporal mode {mode!r}; choose one of {', '.join(MODES)}")
-    return kinds[mode](strength)
+    return Flow(strength, side=flow_side) if mode == "flow" else kinds[mode](strength)
 
 
 def smooth(inputs: Iterable[np.ndarray], stylized: Iterable[np.ndarray],

@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import imageops, styles
+from . import adapt, imageops, styles
 from . import temporal as temporal_mod
 from .frame import Frame
 from .io import EncodeSettings, FileSink, FileSource, probe
@@ -47,10 +47,12 @@ class TranscodeResult:
 
 @dataclass
 class _Work:
-    """A frame on its way through motion -> prepare -> engine -> finish -> temporal."""
+    """A frame on its way through prepare -> motion -> engine -> finish -> temporal."""
 
     frame: Frame
-    net: np.ndarray | None = None
+    geom: imageops.Geometry  # the processing size this frame was prepared at
+    small: np.ndarray  # the input at that size
+    net: np.ndarray  # ... padded for the network
     out: np.ndarray | None = None
     motion: temporal_mod.Motion | None = None
 
@@ -59,12 +61,17 @@ class _Work:
         return self.frame.index
 
 
-def _batcher(size: int) -> tuple[Callable, Callable]:
+def batcher(size: int, due: Callable[[list], bool] | None = None) -> tuple[Callable, Callable]:
+    """A batch stage's (process, flush): batches of ``size``, released early when
+    ``due(pending)`` says so (live video's deadline)."""
     pending: list[_Work] = []
 
     def process(work: _Work):
+        if pending and pending[0].net.shape != work.net.shape:  # the live size changed: one shape per batch
+            yield pending.copy()
+            pending.clear()
         pending.append(work)
-        if len(pending) == size:
+        if len(pending) == size or (due and due(pending)):
             yield pending.copy()
             pending.clear()
 
@@ -76,22 +83,32 @@ def _batcher(size: int) -> tuple[Callable, Callable]:
     return process, flush
 
 
-def stylize_stages(stylizer: Stylizer, geom: imageops.Geometry, batch: int,
-                   temporal: temporal_mod.Temporal | None = None) -> list[Stage]:
-    """[motion] -> prepare -> batch -> engine -> finish -> [temporal], shared by every frame source.
+def stylize_stages(stylizer: Stylizer, geom: imageops.Geometry | adapt.Fixed | adapt.Adaptive, batch: int,
+                   temporal: temporal_mod.Temporal | None = None, smooth_at: str = "output") -> list[Stage]:
+    """prepare -> [motion] -> batch -> engine -> finish -> temporal, shared by every frame source.
 
+    ``geom`` is one processing size, or an :class:`vidstyle.adapt.Adaptive`
+    ladder whose current rung each frame is prepared at (live video).
     Motion (optical flow between input frames) has its own thread so that it
     runs beside inference; the temporal stage then only warps and blends.
-    Each owns its half of the smoothing state.
+    Each owns its half of the smoothing state. ``smooth_at="processing"``
+    smooths before the output is scaled up to the source size: flow and blend
+    then cost in proportion to the (small) processing size, which is what a
+    live picture can afford; ``"output"`` smooths the full-size frame.
     """
+    if smooth_at not in ("output", "processing"):
+        raise ValueError(f"smooth_at must be 'output' or 'processing', not {smooth_at!r}")
     temporal = temporal or temporal_mod.Temporal()
+    sizing = adapt.Fixed(geom) if isinstance(geom, imageops.Geometry) else geom
+    small = smooth_at == "processing"
 
-    def motion(frame: Frame):
-        yield _Work(frame, motion=temporal.observe(frame.index, frame.image))
+    def prepare(frame: Frame):
+        g = sizing.current
+        shrunk = imageops.shrink(frame.image, g)
+        yield _Work(frame, g, shrunk, imageops.pad(shrunk, g))
 
-    def prepare(item: Frame | _Work):
-        work = item if isinstance(item, _Work) else _Work(item)
-        work.net = imageops.prepare(work.frame.image, geom)
+    def motion(work: _Work):
+        work.motion = temporal.observe(work.index, work.small if small else work.frame.image)
         yield work
 
     def infer(works: list[_Work]):
@@ -102,19 +119,23 @@ def stylize_stages(stylizer: Stylizer, geom: imageops.Geometry, batch: int,
 
     def finish(works: list[_Work]):
         for w in works:
-            w.out = imageops.finish(w.out, geom)
+            w.out = imageops.crop(w.out, w.geom)
+            if not small:
+                w.out = imageops.grow(w.out, w.geom)
             yield w
 
     def smooth(work: _Work):
         f = work.frame
-        out = stylizer.touch_up(temporal.blend(f.index, work.out, work.motion), f.image)
-        yield Frame(f.index, f.pts, f.time_base, out, f.captured)
+        out = temporal.blend(f.index, work.out, work.motion)
+        if small:
+            out = imageops.grow(out, work.geom)
+        yield Frame(f.index, f.pts, f.time_base, stylizer.touch_up(np.ascontiguousarray(out), f.image), f.captured)
 
-    process, flush = _batcher(batch)
+    process, flush = batcher(batch)
     stages = [Stage("prepare", prepare), Stage("batch", process, flush), Stage("engine", infer),
               Stage("finish", finish), Stage("temporal", smooth)]
     if temporal.needs_motion:
-        stages.insert(0, Stage("motion", motion))
+        stages.insert(1, Stage("motion", motion))
     return stages
 
 
