@@ -84,6 +84,9 @@ def create_parser() -> argparse.ArgumentParser:
     lv.add_argument("--stats-json", type=Path, help="write latency, fps and drops here at the end")
     lv.add_argument("--seconds", type=float, help="stop after this long (default: until quit or the camera ends)")
     lv.add_argument("--max-age", type=float, default=0.25, help="drop frames older than this before inference (s)")
+    lv.add_argument("--serve", nargs="?", const="127.0.0.1:8080", metavar="HOST:PORT",
+                    help="instead of a camera here: a web page that stylizes the browser's camera over WebRTC "
+                         "(default 127.0.0.1:8080; 0.0.0.0:PORT for every interface)")
 
     b = sub.add_parser("bench", help="measure frames/s, latency and where the time goes, per setting")
     b.add_argument("input", type=Path, nargs="?", help="a video file (default: a synthetic clip of each --size)")
@@ -258,7 +261,28 @@ def cmd_live(args) -> int:
 
     _check_strength(args.strength)
     _check_strength(args.temporal_strength, "--temporal-strength")
+    if args.serve is not None:
+        return cmd_serve(args)
     return run_live_command(args, _size(args.size))
+
+
+def cmd_serve(args) -> int:
+    if args.window or args.virtual_cam:
+        raise VidstyleError("--serve shows the video in the browser; drop --window and --virtual-cam")
+    try:
+        from .serve import parse_address, serve_forever
+    except ImportError as exc:
+        raise VidstyleError(f"--serve needs aiortc and aiohttp ({exc.name} is missing): "
+                            "pip install 'vidstyle[serve]'") from None
+    from .viewer import ViewerSettings
+
+    host, port = parse_address(args.serve)
+    settings = ViewerSettings(style=args.style, size=_size(args.size), strength=args.strength,
+                              preserve_color=args.preserve_color, temporal=args.temporal,
+                              temporal_strength=args.temporal_strength, max_age=args.max_age,
+                              engine=args.engine, threads=args.threads)
+    serve_forever(settings, host, port, seconds=args.seconds)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
