@@ -13,7 +13,7 @@ import pytest
 
 from vidstyle.errors import Cancelled, PipelineError, VidstyleError
 from vidstyle.pipeline import Pipeline, Stage, item_index
-from vidstyle.transcode import _batcher
+from vidstyle.transcode import batcher
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -95,7 +95,7 @@ def test_every_item_arrives_in_order_through_every_stage(threads):
     (0, []),  # an empty stream still ends
 ], ids=["partial", "exact", "short", "empty"])
 def test_end_of_stream_flushes_the_batcher_then_every_later_stage(threads, count, batches):
-    process, flush = _batcher(4)
+    process, flush = batcher(4)
     last, seen = collector()
     Pipeline(Source(count), [Stage("batch", process, flush), last], queue_size=1).run()
     assert [[item.index for item in batch] for batch in seen[:-1]] == batches
@@ -149,7 +149,7 @@ def test_a_failing_batch_stage_reports_the_first_frame_of_the_batch(threads):
             raise RuntimeError("out of memory")
         yield batch
 
-    process, flush = _batcher(4)
+    process, flush = batcher(4)
     last, _ = collector()
     with pytest.raises(PipelineError) as caught:
         Pipeline(Source(20), [Stage("batch", process, flush), Stage("engine", infer), last]).run()
