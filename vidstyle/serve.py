@@ -127,7 +127,7 @@ class StyleServer:
             await asyncio.to_thread(self.settings.stylizer, self._default)  # load the weights before anyone waits
             app = web.Application(client_max_size=self.max_picture + 1)
             app.add_routes([web.get("/", self._page), web.get("/app.js", self._script),
-                            web.get("/favicon.ico", lambda request: web.Response(status=204)),
+                            web.get("/favicon.ico", self._no_icon),
                             web.get("/styles", self._styles), web.post("/offer", self._offer),
                             web.post("/viewers/{id}/style", self._style),
                             web.post("/viewers/{id}/picture", self._picture)])
@@ -176,6 +176,9 @@ class StyleServer:
 
     async def _script(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(WEB / "app.js", headers={"Cache-Control": "no-cache"})
+
+    async def _no_icon(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
 
     async def _styles(self, request: web.Request) -> web.Response:
         default = self._default.label if self._default.picture is None else None

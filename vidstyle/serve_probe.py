@@ -50,7 +50,7 @@ def find_chromium(executable: str | None = None) -> str | None:
 
 
 @contextmanager
-def chromium(executable: str | None = None) -> Iterator[object]:
+def chromium(executable: str | None = None, extra_args: tuple[str, ...] = ()) -> Iterator[object]:
     """A headless Chromium (Playwright's sync API) that is closed, with its driver, on exit."""
     from playwright.sync_api import sync_playwright
 
@@ -58,7 +58,7 @@ def chromium(executable: str | None = None) -> Iterator[object]:
     if path is None:
         raise VidstyleError("Chromium is not installed (apt-get install chromium)")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, headless=True, args=list(CHROMIUM_ARGS))
+        browser = playwright.chromium.launch(executable_path=path, headless=True, args=[*CHROMIUM_ARGS, *extra_args])
         try:
             yield browser
         finally:

@@ -1,0 +1,314 @@
+"""The --serve server without a browser: aiortc peers on localhost send pictures made here.
+
+Each peer sends one still picture at 30 fps; what comes back is compared with
+the engine's own stylization of that picture (same style, same processing
+size, temporal smoothing off), so "stylized", "its own" and "the new style"
+are all checked against the real network, allowing for VP8 loss.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+aiortc = pytest.importorskip("aiortc")
+aiohttp = pytest.importorskip("aiohttp")
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack  # noqa: E402
+from aiortc.mediastreams import MediaStreamError  # noqa: E402
+import av  # noqa: E402
+
+from media import draw_frame  # noqa: E402
+from vidstyle import styles  # noqa: E402
+from vidstyle.errors import VidstyleError  # noqa: E402
+from vidstyle.serve import _listen, parse_address, running  # noqa: E402
+from vidstyle.stylize import Stylizer  # noqa: E402
+from vidstyle.viewer import ViewerSettings  # noqa: E402
+
+SIZE = (128, 96)  # processing size: small, so the tests are quick on two cores
+SETTINGS = ViewerSettings(size=SIZE, temporal="off")
+CAMERA = (160, 120)
+
+
+def picture_a() -> np.ndarray:
+    return draw_frame(3, *CAMERA)
+
+
+def picture_b() -> np.ndarray:
+    """Yellow and blue checks: nothing like picture_a."""
+    y, x = np.mgrid[0:CAMERA[1], 0:CAMERA[0]]
+    checks = ((x // 16 + y // 16) % 2).astype(bool)
+    image = np.empty((*checks.shape, 3), np.uint8)
+    image[checks], image[~checks] = (240, 220, 30), (20, 40, 200)
+    return image
+
+
+def style_picture() -> np.ndarray:
+    """A style picture: bold diagonal red and black stripes."""
+    y, x = np.mgrid[0:256, 0:256]
+    image = np.zeros((256, 256, 3), np.uint8)
+    image[((x + y) // 24) % 2 == 0] = (220, 30, 30)
+    return image
+
+
+def stylized(picture: np.ndarray, spec: str, tmp_path=None) -> np.ndarray:
+    return Stylizer(styles.parse(spec)).image(picture, SIZE)
+
+
+def mad(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.abs(a.astype(np.float32) - b.astype(np.float32))))
+
+
+class PictureTrack(VideoStreamTrack):
+    """A camera that shows one picture, at 30 fps."""
+
+    def __init__(self, picture: np.ndarray):
+        super().__init__()
+        self.picture = picture
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame.from_ndarray(self.picture, format="rgb24")
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
+class Peer:
+    """A viewer without a browser: sends a picture, keeps the newest frame that comes back."""
+
+    def __init__(self, url: str, picture: np.ndarray):
+        self.url, self.picture = url, picture
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.newest: np.ndarray | None = None
+        self.frames = 0
+        self.stats: list[dict] = []
+        self.viewer: str | None = None
+        self._collect: asyncio.Task | None = None
+
+    async def connect(self) -> None:
+        import json
+
+        self.pc.addTrack(PictureTrack(self.picture))
+        channel = self.pc.createDataChannel("stats")
+        channel.on("message", lambda text: self.stats.append(json.loads(text)))
+        self.pc.on("track", lambda track: setattr(self, "_collect", asyncio.ensure_future(self._take(track))))
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        answer = await self.post("offer", json={"sdp": self.pc.localDescription.sdp,
+                                                "type": self.pc.localDescription.type})
+        self.viewer = answer["viewer"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+
+    async def post(self, path: str, expect: int = 200, **kwargs) -> dict:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(self.url + path, **kwargs) as response:
+                body = await response.json()
+                assert response.status == expect, body
+                return body
+
+    async def _take(self, track) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                self.newest = frame.to_ndarray(format="rgb24")
+                self.frames += 1
+        except MediaStreamError:
+            pass
+
+    async def settle_on(self, expected: np.ndarray, others: list[np.ndarray], timeout: float = 20.0) -> float:
+        """Wait until the newest frame is much nearer ``expected`` than any of ``others``;
+        returns that frame's distance to ``expected``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            frame = self.newest
+            if frame is not None and frame.shape == expected.shape:
+                near = mad(frame, expected)
+                if all(near < 0.5 * mad(frame, other) for other in others):
+                    return near
+            await asyncio.sleep(0.05)
+        got = self.newest
+        raise AssertionError(f"no frame settled on the expected picture in {timeout} s; newest: "
+                             f"{None if got is None else [round(mad(got, e), 1) for e in [expected, *others]]}")
+
+    async def close(self) -> None:
+        await self.pc.close()
+        if self._collect is not None:
+            self._collect.cancel()
+            await asyncio.gather(self._collect, return_exceptions=True)
+
+
+def served_threads() -> set[str]:
+    """Threads of the server and its viewers; the event loop's executor threads are pooled."""
+    return {t.name for t in threading.enumerate() if not t.name.startswith("asyncio_")}
+
+
+def wait_until(condition, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+# --- addresses and ports ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("127.0.0.1:8080", ("127.0.0.1", 8080)),
+    ("0.0.0.0:9000", ("0.0.0.0", 9000)),
+    ("9000", ("127.0.0.1", 9000)),  # a port alone: localhost
+    ("localhost", ("localhost", 8080)),  # a host alone: the default port
+    ("[::1]:8081", ("::1", 8081)),
+])
+def test_addresses(text, expected):
+    assert parse_address(text) == expected
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1:http", "127.0.0.1:70000", ":"])
+def test_a_bad_address_is_one_line(text):
+    with pytest.raises(VidstyleError, match="expected HOST:PORT"):
+        parse_address(text)
+
+
+def test_a_taken_port_is_one_line_before_any_slow_work(capsys):
+    from vidstyle.cli import main
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        started = time.monotonic()
+        assert main(["live", "--serve", f"127.0.0.1:{port}"]) == 1
+        assert time.monotonic() - started < 5  # the engine was never loaded
+    finally:
+        taken.close()
+    assert capsys.readouterr().err.strip() == f"vidstyle: error: cannot listen on 127.0.0.1:{port}: address in use"
+
+
+def test_serve_does_not_mix_with_a_window(capsys):
+    from vidstyle.cli import main
+
+    assert main(["live", "--serve", "--window"]) == 1
+    assert "drop --window" in capsys.readouterr().err
+
+
+# --- viewers ------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_two_viewers_each_get_their_own_picture_stylized(threads):
+    a, b = picture_a(), picture_b()
+    want_a, want_b = stylized(a, "7"), stylized(b, "7")
+
+    async def scenario(url):
+        peers = [Peer(url, a), Peer(url, b)]
+        try:
+            await asyncio.gather(*(p.connect() for p in peers))
+            near_a = await peers[0].settle_on(want_a, [want_b, a, b])
+            near_b = await peers[1].settle_on(want_b, [want_a, a, b])
+            await asyncio.sleep(1.0)  # the stats message comes every half second
+            return near_a, near_b, peers[0].stats[-1] if peers[0].stats else None
+        finally:
+            await asyncio.gather(*(p.close() for p in peers))
+
+    with running(SETTINGS) as server:
+        near_a, near_b, stats = asyncio.run(scenario(server.url))
+        assert near_a < 25 and near_b < 25  # VP8 at a few hundred kbit/s, not bit-exact
+        assert stats is not None and stats["fps"] > 0 and stats["size"] == "128x96"
+        assert stats["latency_ms"]["p50"] > 0
+        assert wait_until(lambda: not server.viewers)
+    threads.assert_back_to_start()
+
+
+@pytest.mark.slow
+def test_a_viewer_switches_styles_and_uploads_a_picture(tmp_path, threads):
+    a = picture_a()
+    cv2.imwrite(str(tmp_path / "style.png"), cv2.cvtColor(style_picture(), cv2.COLOR_RGB2BGR))
+    png = (tmp_path / "style.png").read_bytes()
+    want7, want3 = stylized(a, "7"), stylized(a, "3")
+    want_picture = stylized(a, str(tmp_path / "style.png"))
+
+    async def scenario(url):
+        peer = Peer(url, a)
+        try:
+            await peer.connect()
+            await peer.settle_on(want7, [want3, a])
+            assert (await peer.post(f"viewers/{peer.viewer}/style", json={"style": 3})) == {"style": "3"}
+            await peer.settle_on(want3, [want7, a])
+            await peer.post(f"viewers/{peer.viewer}/picture", data=png)
+            await peer.settle_on(want_picture, [want7, want3, a], timeout=40)
+            # back from a picture to a built-in: another network, another stylizer
+            await peer.post(f"viewers/{peer.viewer}/style", json={"style": 7})
+            await peer.settle_on(want7, [want3, want_picture, a])
+            # mistakes: a clear message for the page, and the viewer carries on
+            bad = await peer.post(f"viewers/{peer.viewer}/picture", expect=400, data=b"not a picture at all")
+            assert bad["error"].startswith("not a picture")
+            big = await peer.post(f"viewers/{peer.viewer}/picture", expect=413, data=b"\0" * (9 * 2**20))
+            assert big["error"] == "the picture is larger than 8 MB"
+            for style in (26, "7.5", "/etc/passwd", True):
+                await peer.post(f"viewers/{peer.viewer}/style", expect=400, json={"style": style})
+            await peer.post("viewers/nobody/style", expect=404, json={"style": 3})
+            await peer.settle_on(want7, [want3, want_picture, a])
+        finally:
+            await peer.close()
+
+    with running(SETTINGS) as server:
+        asyncio.run(scenario(server.url))
+        assert wait_until(lambda: not server.viewers)
+    threads.assert_back_to_start()
+
+
+@pytest.mark.slow
+def test_a_viewer_that_leaves_frees_its_pipeline_while_others_stay(threads):
+    a, b = picture_a(), picture_b()
+    want_b = stylized(b, "7")
+
+    async def scenario(server):
+        stay = Peer(server.url, b)
+        await stay.connect()
+        await stay.settle_on(want_b, [b])
+        before = served_threads()
+        leave = Peer(server.url, a)
+        await leave.connect()
+        await leave.settle_on(stylized(a, "7"), [a])
+        assert len(server.viewers) == 2 and len(served_threads()) > len(before)
+        await leave.close()
+        deadline = time.monotonic() + 15
+        while (len(server.viewers) > 1 or served_threads() - before) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert list(server.viewers) == [stay.viewer], "the viewer that left is still registered"
+        assert served_threads() - before == set(), f"left running: {served_threads() - before}"
+        frames = stay.frames
+        await stay.settle_on(want_b, [b])  # the one that stayed is still served
+        await asyncio.sleep(0.5)
+        assert stay.frames > frames
+        await stay.close()
+
+    with running(SETTINGS) as server:
+        asyncio.run(scenario(server))
+        assert wait_until(lambda: not server.viewers)
+    threads.assert_back_to_start()
+
+
+def test_an_offer_without_video_is_refused(threads):
+    async def scenario(url):
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.createDataChannel("stats")
+        await pc.setLocalDescription(await pc.createOffer())
+        try:
+            async with aiohttp.ClientSession() as session:
+                offer = {"sdp": pc.localDescription.sdp, "type": "offer"}
+                async with session.post(url + "offer", json=offer) as response:
+                    return response.status, await response.json()
+        finally:
+            await pc.close()
+
+    with running(SETTINGS) as server:
+        status, body = asyncio.run(scenario(server.url))
+        assert status == 400 and body["error"] == "cannot answer this offer: it has no video track to stylize"
+        assert not server.viewers
+    threads.assert_back_to_start()
