@@ -61,13 +61,18 @@ class _Work:
         return self.frame.index
 
 
+def _shape(work) -> tuple | None:
+    net = getattr(work, "net", None)
+    return None if net is None else net.shape
+
+
 def batcher(size: int, due: Callable[[list], bool] | None = None) -> tuple[Callable, Callable]:
     """A batch stage's (process, flush): batches of ``size``, released early when
     ``due(pending)`` says so (live video's deadline)."""
     pending: list[_Work] = []
 
     def process(work: _Work):
-        if pending and pending[0].net.shape != work.net.shape:  # the live size changed: one shape per batch
+        if pending and _shape(pending[0]) != _shape(work):  # the live size changed: one shape per batch
             yield pending.copy()
             pending.clear()
         pending.append(work)
