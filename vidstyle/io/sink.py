@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vidstyle.errors import OutputError
+from vidstyle.errors import InputError, OutputError
 from vidstyle.frame import Frame
 from vidstyle.io.source import AudioPackets, VideoInfo, as_fraction, ffmpeg_words
 
@@ -310,6 +310,9 @@ class AudioFeed:
             raise
 
     def _add_route(self, source):
+        if source.codec_context is None:  # a damaged header names no codec FFmpeg knows
+            raise InputError(f"{self._source.path}: audio stream {source.index} is in an unknown codec; "
+                             "it can be neither copied nor re-encoded")
         names = self._out.supported_codecs
         if source.codec_context.name in names and not self._transcode:
             return self._out.add_stream_from_template(source), False

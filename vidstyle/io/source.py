@@ -57,7 +57,9 @@ def open_input(path) -> "av.container.InputContainer":
     if p.is_dir():
         raise InputError(f"{p}: is a folder, not a video file")
     try:
-        return av.open(str(p))
+        # A tag that is not UTF-8 (a damaged or foreign file) would fail the whole
+        # open with UnicodeDecodeError; the pictures are still fine, so mangle the tag.
+        return av.open(str(p), metadata_errors="replace")
     except av.FFmpegError as error:
         raise InputError(f"{p}: not a readable media file ({ffmpeg_words(error)})") from error
     except OSError as error:
@@ -163,6 +165,10 @@ class FileSource:
                     index += 1
         finally:
             container.close()
+            # An error raised here keeps this frame alive in its traceback, and the
+            # frame would keep the decoder and its threads (close() frees neither)
+            # for as long as anyone holds the error.
+            container = stream = packets = decoded = picture = None
 
     def close(self) -> None:
         """Stop decoding and release the file; safe to call twice and from any thread.
