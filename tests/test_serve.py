@@ -8,9 +8,18 @@ are all checked against the real network, allowing for VP8 loss.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -197,6 +206,35 @@ def test_serve_does_not_mix_with_a_window(capsys):
     assert "drop --window" in capsys.readouterr().err
 
 
+# --- frames handed to the decoder ----------------------------------------------------------------
+
+def rtp(seq: int, timestamp: int, marker: bool):
+    from aiortc.rtp import RtpPacket
+
+    packet = RtpPacket(sequence_number=seq, timestamp=timestamp, marker=int(marker))
+    packet._data = bytes([seq])  # the depayloaded bytes, as the receiver sets them
+    return packet
+
+
+@pytest.mark.parametrize("arrivals, handed_over", [
+    # two packets a frame: each frame goes to the decoder with its last packet, not the next frame's first
+    ([(0, 100, 0), (1, 100, 1), (2, 200, 0), (3, 200, 1)], [None, (100, b"\0\1"), None, (200, b"\2\3")]),
+    # the middle packet comes late (retransmitted): the frame waits for it, then goes at once
+    ([(0, 100, 0), (2, 100, 1), (1, 100, 0), (3, 200, 1)], [None, None, (100, b"\0\1\2"), (200, b"\3")]),
+    # a frame whose marker never comes still goes when the next frame starts, as aiortc does it
+    ([(0, 100, 0), (1, 200, 0), (2, 200, 1)], [None, (100, b"\0"), (200, b"\1\2")]),
+])
+def test_a_frame_goes_to_the_decoder_with_its_last_packet(arrivals, handed_over):
+    from vidstyle.serve import MarkerJitterBuffer
+
+    buffer = MarkerJitterBuffer(capacity=16, is_video=True)
+    got = []
+    for seq, timestamp, marker in arrivals:
+        frame = buffer.add(rtp(seq, timestamp, marker))[1]
+        got.append(frame and (frame.timestamp, frame.data))
+    assert got == handed_over
+
+
 # --- viewers ------------------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -294,6 +332,80 @@ def test_a_viewer_that_leaves_frees_its_pipeline_while_others_stay(threads):
     threads.assert_back_to_start()
 
 
+@pytest.mark.slow
+def test_stopping_the_server_drops_connected_viewers(threads):
+    a = picture_a()
+    stack = contextlib.ExitStack()
+    server = stack.enter_context(running(SETTINGS))
+
+    async def scenario():
+        peer = Peer(server.url, a)
+        try:
+            await peer.connect()
+            await peer.settle_on(stylized(a, "7"), [a])
+            await asyncio.to_thread(stack.close)  # as on Ctrl-C: the server stops with a viewer connected
+            assert not server.viewers
+            deadline = time.monotonic() + 15
+            while peer.pc.connectionState not in ("closed", "failed") and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert peer.pc.connectionState == "closed"  # the server said goodbye
+        finally:
+            await peer.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        stack.close()
+    threads.assert_back_to_start()
+
+
+class BrokenEngine:
+    """An engine whose device is lost after a few frames."""
+
+    name, model = "broken", "multistyle26"
+
+    def __init__(self):
+        self.calls = 0
+
+    def run(self, batch, style):
+        self.calls += 1
+        if self.calls > 3:
+            raise RuntimeError("device lost")
+        return batch
+
+    def close(self):
+        pass
+
+
+class BrokenSettings(ViewerSettings):
+    def stylizer(self, style):
+        return Stylizer(style, engine=BrokenEngine())
+
+
+@pytest.mark.slow
+def test_a_failing_pipeline_tells_its_page_and_frees_the_viewer(threads):
+    a = picture_a()
+
+    async def scenario(server):
+        peer = Peer(server.url, a)
+        try:
+            await peer.connect()
+            deadline = time.monotonic() + 15
+            while not any("error" in m for m in peer.stats) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            errors = [m["error"] for m in peer.stats if "error" in m]
+            assert len(errors) == 1 and re.fullmatch(r"engine failed at frame \d+: device lost", errors[0]), errors
+            while server.viewers and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert not server.viewers
+        finally:
+            await peer.close()
+
+    with running(BrokenSettings(size=SIZE, temporal="off")) as server:
+        asyncio.run(scenario(server))
+    threads.assert_back_to_start()
+
+
 def test_an_offer_without_video_is_refused(threads):
     async def scenario(url):
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -312,3 +424,31 @@ def test_an_offer_without_video_is_refused(threads):
         assert status == 400 and body["error"] == "cannot answer this offer: it has no video track to stylize"
         assert not server.viewers
     threads.assert_back_to_start()
+
+
+# --- the command --------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_the_command_serves_until_a_signal_then_exits_cleanly(sig, tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen([sys.executable, "-m", "vidstyle", "live", "--serve", "127.0.0.1:0", "--size", "64"],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()  # printed once the page is served
+        match = re.fullmatch(r"vidstyle: serving on (http://127\.0\.0\.1:\d+/); Ctrl-C stops\n", line)
+        assert match, line + process.stderr.read() if process.poll() is not None else line
+        with urllib.request.urlopen(match[1] + "styles", timeout=10) as response:
+            assert json.load(response)["builtins"] == list(range(26))
+        with urllib.request.urlopen(match[1], timeout=10) as response:
+            assert b"<video id=\"remote\"" in response.read()
+        process.send_signal(sig)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and out == "", (out, err)

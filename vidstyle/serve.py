@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 
 from . import styles
 from .errors import StyleError, VidstyleError
@@ -98,6 +99,40 @@ def _listen(host: str, port: int) -> socket.socket:
         raise VidstyleError(f"cannot listen on {host}:{port}: {reason}") from None
     sock.setblocking(False)
     return sock
+
+
+class MarkerJitterBuffer(JitterBuffer):
+    """aiortc's video jitter buffer hands a frame to the decoder when the *next* frame's first
+    packet arrives: a whole camera frame interval (33 ms at 30 fps) added to every frame.
+    This one also hands it over as soon as the packet with the RTP marker bit (the frame's
+    last: RFC 7741 for VP8, RFC 6184 for H.264) is in, with every packet before it."""
+
+    def add(self, packet):
+        pli, frame = super().add(packet)
+        if frame is None and self._origin is not None:
+            frame = self._take_marked()
+        return pli, frame
+
+    def _take_marked(self) -> JitterFrame | None:
+        packets = []
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self.capacity]
+            if packet is None or (packets and packet.timestamp != packets[0].timestamp):
+                return None  # a gap (to be retransmitted) or a frame without its marker
+            packets.append(packet)
+            if packet.marker:
+                self.remove(count + 1)
+                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=packet.timestamp)
+        return None
+
+
+def _hand_over_at_marker(pc: RTCPeerConnection, track) -> None:
+    """Give the receiver of ``track`` a MarkerJitterBuffer (aiortc keeps it private; an aiortc
+    without that attribute keeps its own buffer and one frame interval more latency)."""
+    for transceiver in pc.getTransceivers():
+        receiver = transceiver.receiver
+        if receiver.track is track and hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
+            receiver._RTCRtpReceiver__jitter_buffer = MarkerJitterBuffer(capacity=512, is_video=True)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -181,7 +216,7 @@ class StyleServer:
         return web.Response(status=204)
 
     async def _styles(self, request: web.Request) -> web.Response:
-        default = self._default.label if self._default.picture is None else None
+        default = self._default.label if self._default.picture is None else None  # a mix: its label
         return web.json_response({"builtins": list(range(NUM_STYLES)), "default": default,
                                   "max_picture": self.max_picture})
 
@@ -206,6 +241,7 @@ class StyleServer:
         @pc.on("track")
         def on_track(track):
             if track.kind == "video" and viewer.output not in [s.track for s in pc.getSenders()]:
+                _hand_over_at_marker(pc, track)
                 viewer.receive(track)
                 pc.addTrack(viewer.output)  # answers on the same (sendrecv) transceiver
 

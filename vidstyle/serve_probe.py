@@ -22,6 +22,7 @@ import numpy as np
 from .errors import VidstyleError
 
 CHROMIUM = "/usr/bin/chromium"
+SEPARATION = 10.0  # least mean luminance gap (0-255) between the two stylized probe pictures to tell them apart
 CHROMIUM_ARGS = (
     "--use-fake-device-for-media-stream",  # a synthetic camera ...
     "--use-fake-ui-for-media-stream",  # ... that the page may use without asking
@@ -92,8 +93,11 @@ def browser_round_trip(seconds: float = 20.0, size: tuple[int, int] | int | None
         probe = page.evaluate("window.vidstyleProbe")
         server_stats = page.evaluate("window.vidstyleServerStats || {}")
     samples = np.array(probe["samples"], float)
+    if probe["separation"] < SEPARATION:
+        raise VidstyleError(f"the probe's two pictures look alike once stylized (mean gap {probe['separation']:.0f} "
+                            f"of 255); choose another style")
     if not len(samples):
-        raise VidstyleError("no switch came back within the probe's interval")
+        raise VidstyleError("no switch came back before the next one (every latency over 0.4 s)")
     presented = probe["presented"]
     span = (presented["until"] - presented["at"]) / 1000
     return {

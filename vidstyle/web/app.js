@@ -8,6 +8,7 @@ const probe = new URLSearchParams(location.search).has("probe");
 const shown = { frames: 0, since: performance.now(), fps: 0 };
 let viewer = null;
 let serverStats = null;
+let skipped = 0;  // share of camera frames the server had no time for, between its last two reports
 
 function status(text, isError = false) {
   $("status").textContent = text;
@@ -44,7 +45,12 @@ async function connect(stream) {
   channel.onmessage = (event) => {
     const message = JSON.parse(event.data);
     if (message.error) status(`server: ${message.error}`, true);
-    else serverStats = window.vidstyleServerStats = message;
+    else {
+      if (serverStats && message.received > serverStats.received) {
+        skipped = 1 - (message.delivered - serverStats.delivered) / (message.received - serverStats.received);
+      }
+      serverStats = window.vidstyleServerStats = message;
+    }
   };
   const transceiver = pc.addTransceiver(stream.getVideoTracks()[0], { direction: "sendrecv", streams: [stream] });
   pc.ontrack = (event) => {
@@ -68,6 +74,7 @@ async function connect(stream) {
     await transceiver.sender.setParameters(parameters);
   } catch (error) { /* not every browser lets a page choose */ }
   window.addEventListener("pagehide", () => pc.close());
+  window.vidstylePeer = pc;
   return pc;
 }
 
@@ -76,7 +83,14 @@ async function loadStyles() {
   const select = $("style");
   for (const index of styles.builtins) select.add(new Option(`style ${index}`, String(index)));
   select.add(new Option("upload a picture…", "upload"));
-  select.value = styles.default ?? "upload";
+  const plain = styles.default !== null && styles.builtins.includes(Number(styles.default));
+  if (!plain) {
+    // The server starts viewers on a mix or a picture: name it, but it cannot be chosen again.
+    const start = new Option(styles.default === null ? "the server's picture" : `style ${styles.default}`, "start");
+    start.disabled = true;
+    select.add(start, 0);
+  }
+  select.value = plain ? styles.default : "start";
   let current = select.value;
   select.onchange = async () => {
     if (select.value === "upload") {
@@ -101,7 +115,15 @@ async function loadStyles() {
       if (!response.ok) throw new Error(reply.error);
       return reply;
     });
-    if (accepted) select.value = current = "upload";
+    if (accepted) {
+      let mine = select.querySelector('option[value="picture"]');
+      if (!mine) {
+        mine = new Option("your picture", "picture");
+        mine.disabled = true;  // shown while in use; "upload a picture…" picks another
+        select.add(mine, select.options.length - 1);
+      }
+      select.value = current = "picture";
+    }
   };
 }
 
@@ -139,9 +161,8 @@ function watchRemote() {
 function readout() {
   const parts = [`shown ${shown.fps.toFixed(1)} fps`];
   if (serverStats) {
-    const dropped = serverStats.received ? 1 - serverStats.delivered / serverStats.received : 0;
     parts.push(`server ${serverStats.fps} fps at ${serverStats.size}, arrival→send ${serverStats.latency_ms.p50} ms (p95 ` +
-               `${serverStats.latency_ms.p95}), ${(100 * dropped).toFixed(0)}% of camera frames skipped`);
+               `${serverStats.latency_ms.p95}), ${Math.max(0, 100 * skipped).toFixed(0)}% of camera frames skipped`);
   }
   const p = window.vidstyleProbe;
   if (p && p.samples.length) {
