@@ -1,6 +1,7 @@
 """Video files in: probe them, and decode them into Frames on demand."""
 from __future__ import annotations
 
+import re
 import threading
 import time
 import weakref
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Iterator
 
 import av
+import cv2
+import numpy as np
 
 from vidstyle.errors import InputError
 from vidstyle.frame import Frame
@@ -35,6 +38,17 @@ class VideoInfo:
     duration: float | None
     codec: str
     has_audio: bool
+    # Where the file itself says the video ends (seconds), when it says so: MP4/MOV
+    # track durations and Matroska's DURATION tag. A decode that stops well before it
+    # is a truncated or damaged file, not a short video.
+    declared_end: float | None = None
+
+    @property
+    def frame_period(self) -> float:
+        return 1 / float(self.average_rate) if self.average_rate else 1 / 25
+
+
+DECODE_ERRORS = ("stop", "skip")  # what FileSource does with a frame FFmpeg cannot decode
 
 
 def ffmpeg_words(error: BaseException) -> str:
@@ -79,6 +93,11 @@ def probe(path) -> VideoInfo:
             kinds = sorted({s.type for s in container.streams}) or ["nothing"]
             raise InputError(f"{p}: no video stream (the file holds {', '.join(kinds)})")
         stream = container.streams.video[0]
+        # FFmpeg opens a PNG or JPEG as a one-frame video (png_pipe, jpeg_pipe...);
+        # stylizing it into a 0.04 s clip is never what was meant.
+        if container.format.name.endswith("_pipe"):
+            raise InputError(f"{p}: is a still picture ({stream.codec_context.name}), not a video; "
+                             f"use `vidstyle image`")
         first = _first_frame(container, stream, p)
         if first is None:
             raise InputError(f"{p}: the video stream has no frames")
@@ -101,16 +120,63 @@ def probe(path) -> VideoInfo:
             duration=duration,
             codec=stream.codec_context.name,
             has_audio=bool(container.streams.audio),
+            declared_end=_declared_end(container, stream),
         )
 
 
 def _first_frame(container, stream, path: Path):
+    """The first picture that decodes. Damaged packets before it are passed over, so
+    that ``--on-decode-error skip`` can handle a file whose first frame is broken;
+    with ``stop`` the decoder meets the same damage again and reports it."""
+    error = None
     try:
-        for frame in container.decode(stream):
-            return frame
-    except av.FFmpegError as error:
+        for packet in container.demux(stream):
+            try:
+                for frame in packet.decode():
+                    return frame
+            except av.FFmpegError as caught:
+                error = error or caught
+    except av.FFmpegError as caught:  # the demuxer itself gave up
+        error = error or caught
+    if error is not None:
         raise InputError(f"{path}: cannot decode frame 0 ({ffmpeg_words(error)})") from error
     return None
+
+
+_HMS = re.compile(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)$")
+
+
+def _declared_end(container, stream) -> float | None:
+    """The end of the video as the file's own header or tags state it, in seconds.
+
+    Only for formats that write it as a fact once the file is complete: MP4/MOV
+    (track duration after the edit list) and Matroska/WebM (FFmpeg's and
+    mkvmerge's per-track DURATION tag). Elsewhere (MPEG-TS, raw streams) FFmpeg
+    estimates a duration from the very bytes we decode, or from the bitrate, which
+    proves nothing either way.
+    """
+    formats = container.format.name.split(",")
+    time_base = as_fraction(stream.time_base)
+    if "mov" in formats and stream.duration and time_base:
+        return float(((stream.start_time or 0) + stream.duration) * time_base)
+    if "matroska" in formats:
+        match = _HMS.match(stream.metadata.get("DURATION", "").strip())
+        if match:
+            hours, minutes, seconds = match.groups()
+            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return None
+
+
+def letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` scaled to fit inside width x height, keeping its shape, centred on black."""
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    fw, fh = max(1, min(width, round(w * scale))), max(1, min(height, round(h * scale)))
+    scaled = cv2.resize(image, (fw, fh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    out = np.zeros((height, width, 3), np.uint8)
+    top, left = (height - fh) // 2, (width - fw) // 2
+    out[top: top + fh, left: left + fw] = scaled
+    return out
 
 
 class FileSource:
@@ -118,12 +184,27 @@ class FileSource:
 
     The container is opened inside ``frames()`` and closed in its ``finally``, so
     an abandoned, exhausted or failed iteration never leaks FFmpeg contexts.
+
+    Damage: with ``on_decode_error="stop"`` a frame FFmpeg cannot decode, a file
+    the demuxer cannot read to its end, or one that stops before the length it
+    declares raises InputError naming the frame. With ``"skip"`` undecodable
+    frames are dropped (their indexes go to ``skipped``; the frames around them
+    keep their own pts, so timing stays right) and an early end is recorded in
+    ``notes``. Frames whose size differs from the first one (a resolution
+    change mid-stream) are fitted into the first size, like FFmpeg's automatic
+    scaler does, but letterboxed rather than stretched; that is noted too.
     """
 
-    def __init__(self, path, threads: int = 0):
+    def __init__(self, path, threads: int = 0, on_decode_error: str = "stop"):
+        if on_decode_error not in DECODE_ERRORS:
+            raise ValueError(f"on_decode_error must be one of {DECODE_ERRORS}, not {on_decode_error!r}")
         self.path = Path(path)
         self.threads = threads
+        self.on_decode_error = on_decode_error
         self.info = probe(self.path)
+        self.skipped: list[int] = []  # indexes of frames dropped as undecodable
+        self.notes: list[str] = []  # what a user should hear about even though the run went on
+        self._resized_from: int | None = None
         self._closed = False
         self._lock = threading.Lock()
         self._generators: "weakref.WeakSet" = weakref.WeakSet()
@@ -147,28 +228,63 @@ class FileSource:
             stream.codec_context.thread_count = self.threads
             time_base = as_fraction(stream.time_base) or self.info.time_base
             packets = container.demux(stream)
+            reached = None  # the end time of the latest packet read, seconds
             while not self._closed:
                 try:
                     # demux() ends with an empty packet whose decode() flushes the
                     # frames the decoder still holds.
                     packet = next(packets, None)
-                    if packet is None:
-                        return
+                except av.FFmpegError as error:  # the demuxer cannot go on: the rest is lost
+                    self._ends_early(index, f"cannot be read past frame {index} ({ffmpeg_words(error)})")
+                    return
+                if packet is None:
+                    self._check_length(index, reached)
+                    return
+                reached = _packet_end(packet, reached)
+                try:
                     decoded = packet.decode()
                 except av.FFmpegError as error:
-                    raise InputError(
-                        f"{self.path}: cannot decode frame {index} ({ffmpeg_words(error)})"
-                    ) from error
+                    if self.on_decode_error == "stop":
+                        raise InputError(f"{self.path}: cannot decode frame {index} ({ffmpeg_words(error)}); "
+                                         f"--on-decode-error skip drops such frames") from error
+                    self.skipped.append(index)
+                    index += 1  # the gap tells temporal smoothing to start afresh here
+                    continue
                 for picture in decoded:
-                    image = picture.to_ndarray(format="rgb24")
-                    yield Frame(index, picture.pts, time_base, image, time.monotonic())
+                    yield Frame(index, picture.pts, time_base, self._image(picture, index), time.monotonic())
                     index += 1
         finally:
             container.close()
             # An error raised here keeps this frame alive in its traceback, and the
             # frame would keep the decoder and its threads (close() frees neither)
             # for as long as anyone holds the error.
-            container = stream = packets = decoded = picture = None
+            container = stream = packets = packet = decoded = picture = None
+
+    def _image(self, picture, index: int) -> np.ndarray:
+        image = picture.to_ndarray(format="rgb24")
+        width, height = self.info.width, self.info.height
+        if image.shape[:2] == (height, width):
+            return image
+        if self._resized_from is None:
+            self._resized_from = index
+            self.notes.append(f"{self.path}: the picture size changes at frame {index} "
+                              f"({picture.width}x{picture.height}); later frames are fitted into "
+                              f"{width}x{height}")
+        return letterbox(image, width, height)
+
+    def _check_length(self, index: int, reached: float | None) -> None:
+        declared = self.info.declared_end
+        # Two frame periods of slack: edit lists and rounded tags move the end a little.
+        if declared is None or reached is None or reached >= declared - 2 * self.info.frame_period - 0.01:
+            return
+        self._ends_early(index, f"stops at {reached:.2f} s of the {declared:.2f} s it declares")
+
+    def _ends_early(self, index: int, what: str) -> None:
+        """Truncated or damaged: an error with ``stop``, a note with ``skip``."""
+        if self.on_decode_error == "stop":
+            raise InputError(f"{self.path}: the video {what}: truncated or damaged; "
+                             f"--on-decode-error skip keeps the {index} frame(s) before that")
+        self.notes.append(f"{self.path}: the video {what}: truncated or damaged; kept the frames before that")
 
     def close(self) -> None:
         """Stop decoding and release the file; safe to call twice and from any thread.
@@ -191,6 +307,13 @@ class FileSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _packet_end(packet, reached: float | None) -> float | None:
+    if packet.pts is None or not packet.time_base:
+        return reached
+    end = float((packet.pts + (packet.duration or 0)) * as_fraction(packet.time_base))
+    return end if reached is None else max(reached, end)
 
 
 class AudioPackets:
