@@ -1,6 +1,7 @@
 """Video files out: encode Frames, carry the source's audio, and publish atomically."""
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import threading
@@ -59,6 +60,25 @@ def encoder_options(codec: str, settings: EncodeSettings) -> dict[str, str]:
     return {}
 
 
+# Temp files of the sinks still open, process-wide. An abrupt exit (a second Ctrl-C
+# ends the process with os._exit, which runs no finally) must still remove them,
+# so they are kept where a signal handler can find them.
+_OPEN_TEMPS: set[Path] = set()
+
+
+def remove_open_temps() -> None:
+    """Delete the temp file of every open sink, from any thread or a signal handler."""
+    for temp in list(_OPEN_TEMPS):
+        temp.unlink(missing_ok=True)
+
+
+def write_failure(path: Path, what: str, error: BaseException) -> OutputError:
+    """One line for a failed write; a full disk named as such, whatever FFmpeg was doing."""
+    if getattr(error, "errno", None) == errno.ENOSPC:
+        return OutputError(f"{path}: no space left on device; could not {what}")
+    return OutputError(f"{path}: cannot {what} ({ffmpeg_words(error)})")
+
+
 def even_size(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
     """The smallest size at or above (width, height) that ``pix_fmt`` can hold.
 
@@ -99,6 +119,7 @@ class FileSink:
         self._container = None
         self._audio: AudioFeed | None = None
         self._state = "open"  # -> "closed" | "aborted"
+        self._published = self.path
         self._last_pts: int | None = None
         self._clock = 0.0  # seconds of video written, to pace and trim the audio
         self._temp = self._reserve_temp()
@@ -148,8 +169,8 @@ class FileSink:
         try:
             os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         except OSError as error:
-            raise OutputError(f"{self.path}: cannot write in {temp.parent} "
-                              f"({error.strerror or error})") from error
+            raise write_failure(self.path, f"write in {temp.parent}", error) from error
+        _OPEN_TEMPS.add(temp)
         return temp
 
     def _add_video(self, codec: av.Codec):
@@ -196,9 +217,8 @@ class FileSink:
                 self._clock = float(picture.pts * time_base)
                 if self._audio:
                     self._audio.feed_until(self._clock)
-            except av.FFmpegError as error:
-                raise OutputError(f"{self.path}: cannot encode frame {frame.index} "
-                                  f"({ffmpeg_words(error)})") from error
+            except (av.FFmpegError, OSError) as error:
+                raise write_failure(self.path, f"encode frame {frame.index}", error) from error
         self._clock += float(self._step * time_base)
 
     def _encoder_pts(self, frame: Frame, time_base: Fraction) -> int:
@@ -213,15 +233,16 @@ class FileSink:
         self._last_pts = pts
         return pts
 
-    def close(self, *, partial: bool = False) -> Path:
-        """Finish the file and move it into place; returns the final path.
+    def close(self, *, partial: bool = False, path=None) -> Path:
+        """Finish the file and move it into place (``path``, default the output); returns it.
 
         ``partial=True`` (after a cancel) stops the audio where the video stops
-        instead of copying the rest of the source's sound.
+        instead of copying the rest of the source's sound. Until the rename the
+        file keeps its hidden temp name, so nothing half-written ever looks done.
         """
         with self._lock:
             if self._state == "closed":
-                return self.path
+                return self._published
             if self._state != "open":
                 raise OutputError(f"{self.path}: sink is {self._state}")
             try:
@@ -231,16 +252,17 @@ class FileSink:
                 container, self._container = self._container, None
                 container.close()  # writes the trailer; unlike abort, failures count here
                 self._close_container()
-                os.replace(self._temp, self.path)
+                target = Path(path) if path is not None else self.path
+                os.replace(self._temp, target)
             except (av.FFmpegError, OSError) as error:
                 self._discard()
-                raise OutputError(f"{self.path}: cannot finish the file "
-                                  f"({ffmpeg_words(error)})") from error
+                raise write_failure(self.path, "finish the file", error) from error
             except BaseException:
                 self._discard()
                 raise
-            self._state = "closed"
-        return self.path
+            _OPEN_TEMPS.discard(self._temp)
+            self._state, self._published = "closed", target
+        return target
 
     def abort(self) -> None:
         """Drop everything written so far; the final path is never touched."""
@@ -253,6 +275,7 @@ class FileSink:
         self._state = "aborted"
         self._close_container()
         self._temp.unlink(missing_ok=True)
+        _OPEN_TEMPS.discard(self._temp)
 
     def _close_container(self) -> None:
         if self._audio:
@@ -345,6 +368,8 @@ class AudioFeed:
                     packet.stream = out_stream
                     self._out.mux(packet)
             except av.FFmpegError as error:
+                if getattr(error, "errno", None) == errno.ENOSPC:
+                    raise  # the sink names its real path, not this hidden temp name
                 raise OutputError(f"{self._out.name}: cannot carry audio packet "
                                   f"pts={packet.pts} ({ffmpeg_words(error)})") from error
 
