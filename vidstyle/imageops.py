@@ -7,6 +7,10 @@ import cv2
 import numpy as np
 
 MULTIPLE = 4  # two stride-2 convs and two x2 upsamplings
+# The networks reflect-pad by 4 px at full size and by 1 px at a quarter of it,
+# which needs sides of at least 5 and 8 px; smaller frames (a 1x1 or 2x2 video)
+# are scaled up to this for the network and back down afterwards.
+MIN_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ def plan(src_w: int, src_h: int, size: tuple[int, int] | int | None = None) -> G
     else:
         scale = size / max(src_w, src_h)
         proc_w, proc_h = max(1, round(src_w * scale)), max(1, round(src_h * scale))
+    proc_w, proc_h = max(proc_w, MIN_SIDE), max(proc_h, MIN_SIDE)
     up = lambda v: max(MULTIPLE, -(-v // MULTIPLE) * MULTIPLE)  # noqa: E731
     return Geometry(src_w, src_h, proc_w, proc_h, up(proc_w), up(proc_h))
 

@@ -59,6 +59,7 @@ PHOTO_SIGMA = 0.10  # ... and the scale of the excess beyond it at which the war
 CHANGE_LOW, CHANGE_HIGH = 0.04, 0.06  # input change (on [0, 1]) from "static" to "moving"
 MOVING_STEP = 0.04  # where the input moves, the most the output may differ from warped history (on [0, 1]) ...
 MOVING_FLOOR = 0.3  # ... yet at least this share of trusted history is kept (a pan: all moves, little swims)
+DIS_MIN_SIDE = 12  # OpenCV's DIS needs the width or the height to be at least this
 CUT_ERROR = 0.04  # a scene cut: the mean photometric mismatch after warping (the sample clip peaks at 0.011)
 
 
@@ -105,7 +106,9 @@ class FlowEstimator:
     def __call__(self, index: int, rgb: np.ndarray) -> Motion | None:
         g, cur = self._small(rgb)
         prev, self._prev = self._prev, (index, g, cur)
-        if prev is None or prev[1].shape != g.shape:
+        # DIS refuses pictures without a side of 12 px; a frame that small has no
+        # motion worth following, so each one starts afresh.
+        if prev is None or prev[1].shape != g.shape or max(g.shape) < DIS_MIN_SIDE:
             return None
         prev_index, gp, before = prev
         h, w = g.shape
