@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -49,6 +48,9 @@ def create_parser() -> argparse.ArgumentParser:
     _add_engine_options(t)
     _add_temporal_options(t)
     t.add_argument("--batch", type=int, default=4, help="frames per inference batch (default 4)")
+    t.add_argument("--on-decode-error", choices=("stop", "skip"), default="stop",
+                   help="a frame that cannot be decoded, or a file that ends before its stated length: stop "
+                        "with an error (default), or skip such frames, keep the rest in time and say how many")
     enc = t.add_argument_group("encoder")
     enc.add_argument("--codec", default="libx264")
     enc.add_argument("--crf", type=int, default=18)
@@ -127,6 +129,7 @@ def _check_strength(value: float, option: str = "--strength") -> None:
 
 
 def cmd_transcode(args) -> int:
+    from . import interrupt
     from .io import EncodeSettings
     from .transcode import TranscodeConfig, transcode
 
@@ -139,26 +142,46 @@ def cmd_transcode(args) -> int:
         preserve_color=args.preserve_color, size=_size(args.size), batch=args.batch, engine=args.engine,
         threads=args.threads, temporal=args.temporal, temporal_strength=args.temporal_strength,
         encode=EncodeSettings(codec=args.codec, crf=args.crf, preset=args.preset),
+        on_decode_error=args.on_decode_error, keep_partial=True,
     )
     bar = None
-    pipeline_ref = []
+    done = [0]
+    pipelines, stop = [], threading.Event()
 
-    def progress(done: int, total: int | None) -> None:
+    def progress(count: int, total: int | None) -> None:
         nonlocal bar
+        done[0] = count
+        if args.no_progress:
+            return
         if bar is None:
             from tqdm import tqdm
 
             bar = tqdm(total=total, unit="frame", desc="stylizing", dynamic_ncols=True)
-        bar.update(done - bar.n)
+        bar.update(count - bar.n)
 
-    # SIGTERM stops the run like Ctrl-C: the pipeline cancels and nothing is left behind.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: pipeline_ref and pipeline_ref[0].cancel())
+    def on_pipeline(pipeline) -> None:
+        pipelines.append(pipeline)
+        if stop.is_set():  # the stop came while the engine was loading
+            pipeline.cancel()
+
+    def request_stop() -> None:
+        stop.set()
+        for pipeline in pipelines:
+            pipeline.cancel()
+
+    # Ctrl-C or SIGTERM: the pipeline stops, the finished frames are kept in
+    # OUT.partial.EXT (transcode raises Cancelled saying so); a second one ends at once.
     try:
-        result = transcode(config, progress=None if args.no_progress else progress, on_pipeline=pipeline_ref.append)
+        result = interrupt.run(lambda: transcode(config, progress=progress, on_pipeline=on_pipeline),
+                               request_stop, keeps_something=lambda: done[0] > 0)
     finally:
         if bar is not None:
             bar.close()
+    for note in result.notes:
+        print(f"vidstyle: warning: {note}", file=sys.stderr)
+    if result.skipped:
+        shown = ", ".join(map(str, result.skipped[:10])) + (", ..." if len(result.skipped) > 10 else "")
+        print(f"vidstyle: warning: skipped {len(result.skipped)} undecodable frame(s): {shown}", file=sys.stderr)
     print(f"wrote {result.output} ({result.frames} frames, {result.fps:.1f} fps)")
     return 0
 
@@ -292,15 +315,26 @@ def main(argv: list[str] | None = None) -> int:
                "live": cmd_live}[args.command]
     try:
         return handler(args)
-    except Cancelled:
-        print("vidstyle: stopped; no output was written", file=sys.stderr)
+    except Cancelled as exc:
+        print(f"vidstyle: interrupted: {_one_line(exc)}", file=sys.stderr)
+        signum = getattr(exc, "signum", None)
+        if signum is not None:  # a real Ctrl-C or SIGTERM: everything is written and closed by now
+            from .interrupt import exit_now
+
+            exit_now(128 + signum)
         return 130
     except KeyboardInterrupt:
         print("vidstyle: interrupted; no output was written", file=sys.stderr)
         return 130
     except VidstyleError as exc:
-        print(f"vidstyle: error: {exc}", file=sys.stderr)
+        print(f"vidstyle: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+
+
+def _one_line(error: BaseException, limit: int = 400) -> str:
+    """The message on one line: a library's multi-line text (TensorFlow's node traces) folded and cut."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
 """Offline transcoding: every frame, the source timestamps and the audio, in order."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from . import adapt, imageops, styles
+from . import adapt, imageops, memory, styles
 from . import temporal as temporal_mod
+from .errors import Cancelled, InputError, OutputError
 from .frame import Frame
 from .io import EncodeSettings, FileSink, FileSource, probe
+from .io.source import DECODE_ERRORS
 from .pipeline import Pipeline, RunStats, Stage
 from .stylize import Stylizer
 
@@ -32,6 +35,8 @@ class TranscodeConfig:
     queue_size: int = 8
     temporal: str = temporal_mod.DEFAULT_MODE  # off | ema | flow
     temporal_strength: float = temporal_mod.DEFAULT_STRENGTH
+    on_decode_error: str = "stop"  # stop | skip: what an undecodable frame or an early end does
+    keep_partial: bool = False  # on cancel, publish the finished frames as OUTPUT.partial.EXT
 
 
 @dataclass
@@ -39,6 +44,8 @@ class TranscodeResult:
     output: Path
     frames: int
     stats: RunStats
+    skipped: list[int] = field(default_factory=list)  # indexes of undecodable frames dropped
+    notes: list[str] = field(default_factory=list)  # what the user should hear about (an early end...)
 
     @property
     def fps(self) -> float:
@@ -144,32 +151,44 @@ def stylize_stages(stylizer: Stylizer, geom: imageops.Geometry | adapt.Fixed | a
     return stages
 
 
+def partial_path(output: Path) -> Path:
+    """Where an interrupted transcode keeps its finished frames: OUT.partial.EXT."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.partial{output.suffix}")
+
+
 def transcode(config: TranscodeConfig, progress: Progress | None = None,
               on_pipeline: Callable[[Pipeline], None] | None = None) -> TranscodeResult:
     """Stylize ``config.input`` into ``config.output``.
 
-    Everything a user can get wrong (input, style, output folder) is checked
-    before the first frame is decoded. The output appears only when complete;
-    on any failure or cancellation nothing is left behind.
-    ``on_pipeline`` receives the pipeline before it starts (to cancel it from
-    another thread).
+    Everything a user can get wrong (input, style, output folder, a frame too
+    big for this machine's memory) is checked before the first frame is
+    decoded. The output appears only when complete; on any failure nothing is
+    left behind. A cancel leaves nothing either, or with ``keep_partial`` the
+    frames finished so far in :func:`partial_path` (raised ``Cancelled`` says
+    which). ``on_pipeline`` receives the pipeline before it starts (to cancel
+    it from another thread).
     """
     if config.batch < 1:
         raise ValueError("batch must be at least 1")
+    if config.on_decode_error not in DECODE_ERRORS:
+        raise ValueError(f"on_decode_error must be one of {', '.join(DECODE_ERRORS)}, not {config.on_decode_error!r}")
     info = probe(config.input)
     style = styles.parse(config.style)
     smoother = temporal_mod.create(config.temporal, config.temporal_strength)
+    geom = imageops.plan(info.width, info.height, config.size)
+    stages = 6 + smoother.needs_motion  # prepare, [motion], batch, engine, finish, temporal, encode
+    queue_size = memory.plan_queue(geom, config.batch, stages, config.queue_size, info.frame_count)
     # The sink checks the output (same file as the input? writable folder?) before
     # the slow part: loading the engine.
     sink = FileSink(config.output, info, info.width, info.height, config.encode, audio_from=str(config.input))
     try:
         stylizer = Stylizer(style, strength=config.strength, preserve_color=config.preserve_color,
                             engine_name=config.engine, threads=config.threads)
+        source = FileSource(config.input, on_decode_error=config.on_decode_error)
     except BaseException:
         sink.abort()
         raise
-    geom = imageops.plan(info.width, info.height, config.size)
-    source = FileSource(config.input)
     written = 0
 
     def encode(frame: Frame):
@@ -181,18 +200,40 @@ def transcode(config: TranscodeConfig, progress: Progress | None = None,
         return ()
 
     def finalize():
+        if not written:  # every frame was skipped as undecodable
+            raise InputError(f"{config.input}: not one frame could be decoded")
         sink.close()  # flush the encoder, finish the audio, rename into place
         return ()
 
-    stages = stylize_stages(stylizer, geom, config.batch, smoother) + [Stage("encode", encode, finalize)]
-    pipeline = Pipeline(source.frames, stages, queue_size=config.queue_size)
+    pipeline = Pipeline(source.frames, stylize_stages(stylizer, geom, config.batch, smoother)
+                        + [Stage("encode", encode, finalize)], queue_size=queue_size)
     try:
         if on_pipeline:
             on_pipeline(pipeline)
         stats = pipeline.run()
+    except Cancelled:
+        raise _stopped(config, sink, written, info.frame_count) from None
     except BaseException:
         sink.abort()
         raise
     finally:
         source.close()
-    return TranscodeResult(Path(config.output), written, stats)
+    return TranscodeResult(Path(config.output), written, stats, list(source.skipped), list(source.notes))
+
+
+def _stopped(config: TranscodeConfig, sink: FileSink, written: int, total: int | None) -> Cancelled:
+    """After a cancel: keep the finished frames as OUT.partial.EXT if asked, else nothing."""
+    target = partial_path(config.output)
+    if not config.keep_partial or not written:
+        sink.abort()
+        return Cancelled("no frame was finished; nothing was written" if config.keep_partial else "cancelled")
+    if target.exists() and os.path.samefile(target, config.input):
+        sink.abort()
+        return Cancelled(f"{target} is the input; nothing was written")
+    try:
+        # Flushing the encoder and cutting the audio at the last frame: a playable file.
+        kept = sink.close(partial=True, path=target)
+        return Cancelled(f"kept {written} of {total} frames in {kept}" if total else f"kept {written} frame(s) in {kept}",
+                         written, total, kept)
+    except OutputError as error:  # e.g. the disk filled; the sink removed its temp file
+        return Cancelled(f"could not keep the {written} finished frame(s) ({error}); nothing was written")
