@@ -23,9 +23,10 @@ NET_BYTES_PER_PIXEL = 300
 FRAME_BYTES_PER_SOURCE_PIXEL = 6
 FRAME_BYTES_PER_NET_PIXEL = 9
 # Working memory of the stages at the source size (the temporal warp and blend
-# in float32, scaling back up, the encoder's colour conversion), measured on
-# 3840x2160 frames: about 50 bytes per pixel; rounded up.
-STAGE_BYTES_PER_SOURCE_PIXEL = 64
+# in float32, scaling back up, the decoder's and encoder's own pictures):
+# peak RSS growth of 3840x2160 clips processed at 320 px, less the frames'
+# own bytes, was 45 (--temporal off) to 85 (flow) bytes per pixel; rounded up.
+STAGE_BYTES_PER_SOURCE_PIXEL = 96
 USABLE_SHARE = 0.75  # of the available memory: the rest is for TensorFlow itself, the OS and others
 SUGGESTED_SIDES = (3840, 2560, 1920, 1280, 960, 640, 320)
 GIB = 1 << 30
@@ -57,8 +58,9 @@ def available_bytes() -> int | None:
 
 def frames_in_flight(stages: int, batch: int, queue_size: int) -> int:
     """Frames the pipeline can hold at once: every queue full (the two that carry
-    batches hold ``batch`` frames per item) and one item inside each stage."""
-    return queue_size * (stages + 2 * (batch - 1)) + stages * batch
+    batches hold ``batch`` frames per item), one item inside each stage, and a
+    batch each in the batcher, the engine and the finish stage."""
+    return queue_size * (stages + 2 * (batch - 1)) + stages + 3 * batch
 
 
 def need_bytes(geom: Geometry, batch: int, stages: int, queue_size: int, frames: int | None = None) -> int:
