@@ -170,6 +170,7 @@ def wait_until(condition, timeout: float = 15.0) -> bool:
     ("127.0.0.1:8080", ("127.0.0.1", 8080)),
     ("0.0.0.0:9000", ("0.0.0.0", 9000)),
     ("9000", ("127.0.0.1", 9000)),  # a port alone: localhost
+    (":9000", ("127.0.0.1", 9000)),
     ("localhost", ("localhost", 8080)),  # a host alone: the default port
     ("[::1]:8081", ("::1", 8081)),
 ])
@@ -177,7 +178,7 @@ def test_addresses(text, expected):
     assert parse_address(text) == expected
 
 
-@pytest.mark.parametrize("text", ["127.0.0.1:http", "127.0.0.1:70000", ":"])
+@pytest.mark.parametrize("text", ["127.0.0.1:http", "127.0.0.1:70000", "[::1]:x"])
 def test_a_bad_address_is_one_line(text):
     with pytest.raises(VidstyleError, match="expected HOST:PORT"):
         parse_address(text)

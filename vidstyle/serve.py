@@ -63,13 +63,14 @@ WEB = Path(__file__).parent / "web"
 def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT``, ``HOST``, ``PORT`` or ``[IPv6]:PORT`` -> (host, port)."""
     host, port = DEFAULT_HOST, DEFAULT_PORT
-    text = text.strip()
+    given = text = text.strip()
     if text.startswith("["):
         end = text.find("]")
         host, rest = text[1:end], text[end + 1:]
         text = rest[1:] if rest.startswith(":") else rest
     elif text.count(":") == 1:
         host, text = text.split(":")
+        host = host or DEFAULT_HOST
     elif not text.isdigit():
         host, text = text, ""
     try:
@@ -78,7 +79,7 @@ def parse_address(text: str) -> tuple[str, int]:
         if not host or not 0 <= port <= 65535:
             raise ValueError
     except ValueError:
-        raise VidstyleError(f"--serve: expected HOST:PORT (e.g. 127.0.0.1:8080), got {text!r}") from None
+        raise VidstyleError(f"--serve: expected HOST:PORT (e.g. 127.0.0.1:8080), got {given!r}") from None
     return host, port
 
 
@@ -173,7 +174,8 @@ class StyleServer:
             sock.close()
             raise
         bound = sock.getsockname()[1]
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+        # A browser cannot open the any-address; the same machine can reach it on loopback.
+        shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
         self.url = f"http://{shown}:{bound}/"
         return self.url
 
