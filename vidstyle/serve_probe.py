@@ -75,7 +75,8 @@ def browser_round_trip(seconds: float = 20.0, size: tuple[int, int] | int | None
     round-trip percentiles in ms (``p50``, ``p95``, ``p99``), ``n`` switches
     timed, ``missed`` switches that did not come back before the next one,
     ``fps`` frames shown per second by the page, and the server's own view
-    (``server_fps``, ``server_latency_ms``: arrival to send, p50).
+    (``server_fps``, ``server_latency_ms``: arrival to send, p50; ``server_size``:
+    the processing size at the end, which adapts when ``size`` is None).
     """
     from .serve import running
     from .viewer import ViewerSettings
@@ -105,5 +106,6 @@ def browser_round_trip(seconds: float = 20.0, size: tuple[int, int] | int | None
         "p99": float(np.percentile(samples, 99)), "n": int(len(samples)), "missed": int(probe["missed"]),
         "fps": (presented["last"] - presented["first"]) / span if span > 0 else 0.0,
         "server_fps": server_stats.get("fps"), "server_latency_ms": (server_stats.get("latency_ms") or {}).get("p50"),
+        "server_size": server_stats.get("size"),
         "separation": probe["separation"], "size": size, "temporal": temporal,
     }
