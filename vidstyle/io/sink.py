@@ -146,6 +146,7 @@ class FileSink:
             except (av.FFmpegError, ValueError) as error:
                 retry = self._audio is not None and not transcode_audio
                 self._close_container()
+                _close_stray_descriptor(self._temp)
                 if not retry:
                     raise OutputError(f"{self.path}: cannot start encoding {codec.name} "
                                       f"({ffmpeg_words(error)})") from error
@@ -381,6 +382,27 @@ class AudioFeed:
 
     def close(self) -> None:
         self._source.close()
+
+
+def _close_stray_descriptor(path: Path) -> None:
+    """Close the descriptor PyAV left open on ``path`` after a failed start.
+
+    PyAV (18) opens the output file before writing the header, but closes it
+    only once a header was written: a header the muxer refuses (found by
+    fuzzing: damaged AAC copied from MPEG-TS) leaks the descriptor for good.
+    The temporary name is unique to one sink, so a descriptor on it is that one.
+    """
+    target = os.path.realpath(path)
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return  # no /proc (not Linux): nothing to look at
+    for fd in descriptors:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") in (target, f"{target} (deleted)"):
+                os.close(int(fd))
+        except OSError:
+            pass  # gone meanwhile, or the listing's own descriptor
 
 
 def _same_file(a: Path, b: Path) -> bool:
