@@ -143,14 +143,15 @@ async function choose(request) {
 }
 
 function watchRemote() {
+  setInterval(readout, 1000);
   const video = $("remote");
+  if (!("requestVideoFrameCallback" in video)) return;  // no per-frame callback: no "shown" fps, no probe
   const onFrame = (now, metadata) => {
     shown.frames += 1;
     if (now - shown.since >= 1000) {
       shown.fps = (shown.frames * 1000) / (now - shown.since);
       shown.frames = 0;
       shown.since = now;
-      readout();
     }
     if (probe) probeFrame(video, metadata);
     video.requestVideoFrameCallback(onFrame);
