@@ -15,6 +15,7 @@ import hashlib
 import os
 import random
 import re
+import signal
 import shutil
 import subprocess
 import sys
@@ -353,3 +354,164 @@ def test_non_ascii_and_spaces_in_every_path(tmp_path, capfd):
     assert out.startswith(f"wrote {folder / 'sortie é.mp4'} (6 frames")
     assert len(read_video(folder / "sortie é.mp4").frames) == 6 and digest(src) == kept
     assert sorted(os.listdir(folder)) == ["clip ü 1.mp4", "peinture à l'huile.png", "sortie é.mp4"]
+
+
+# --- interruptions: a process of its own -------------------------------------------------------
+
+STOP_LIMIT = 5.0  # seconds from the signal to the exit; generous for a shared machine (typically 0.15)
+
+
+class Process:
+    """``python -m vidstyle ARGS`` (or ``python -c PRELUDE ...``) with stdout and stderr read as they come.
+
+    Every process gets a token in its environment: anything still running with it
+    after the exit (a child, a grandchild) is a leak.
+    """
+
+    def __init__(self, args, cwd: Path, prelude: str | None = None):
+        import threading
+
+        self.token = uuid.uuid4().hex
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               "TF_CPP_MIN_LOG_LEVEL": "3", "VIDSTYLE_TEST_TOKEN": self.token}
+        head = [sys.executable, "-c", prelude + "\nfrom vidstyle.cli import main\nsys.exit(main(sys.argv[1:]))"] \
+            if prelude else [sys.executable, "-m", "vidstyle"]
+        self.proc = subprocess.Popen(head + [str(a) for a in args], cwd=cwd, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.out, self.err = bytearray(), bytearray()
+        self._changed = threading.Condition()
+        self._readers = [threading.Thread(target=self._read, args=(pipe, buf), daemon=True)
+                         for pipe, buf in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, pipe, buf: bytearray) -> None:
+        while chunk := pipe.read1(4096):
+            with self._changed:
+                buf += chunk
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for(self, found, timeout: float = 120):
+        """Block until ``found(stdout, stderr)`` is truthy (returns it) or the process ends (fails)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                result = found(self.out.decode(errors="replace"), self.err.decode(errors="replace"))
+                if result:
+                    return result
+                assert self.proc.poll() is None, f"ended before that: {self.err.decode(errors='replace')[-500:]}"
+                assert time.monotonic() < deadline, "timed out waiting"
+                self._changed.wait(0.05)
+
+    def stop(self, signum) -> float:
+        """Send ``signum`` and return the seconds until the process had exited."""
+        start = time.monotonic()
+        self.proc.send_signal(signum)
+        self.proc.wait(timeout=60)
+        return time.monotonic() - start
+
+    def finish(self) -> tuple[int, str, str]:
+        self.proc.wait(timeout=60)
+        for reader in self._readers:
+            reader.join(10)
+        return self.proc.returncode, self.out.decode(), self.err.decode()
+
+    def survivors(self) -> list[int]:
+        """Processes still alive that carry this one's token."""
+        if not Path("/proc/self/environ").exists():
+            return []
+        mark, alive = f"VIDSTYLE_TEST_TOKEN={self.token}".encode(), []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and mark in (entry / "environ").read_bytes().split(b"\0"):
+                    alive.append(int(entry.name))
+            except OSError:
+                pass  # gone meanwhile, or not ours to read
+        return alive
+
+
+def messages(err: str) -> list[str]:
+    """stderr without the progress bar's redraws."""
+    return [part for part in re.split(r"[\r\n]", err) if part.strip() and not part.startswith("stylizing:")]
+
+
+def progress(count: int, total: int):
+    """A wait_for condition: the progress bar has shown at least ``count`` frames written."""
+    return lambda out, err: any(int(n) >= count for n in re.findall(rf"(\d+)/{total}\b", err))
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory) -> Path:
+    """Long enough that a run is still going when the signal comes: 600 frames (24 s) at 64x48."""
+    return make_video(tmp_path_factory.mktemp("long") / "in.mp4", frames=600)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_mid_run_keeps_the_finished_frames_playable(tmp_path, long_clip, signum):
+    src = shutil.copy(long_clip, tmp_path / "in.mp4")
+    kept_bytes = digest(Path(src))
+    run = Process(["transcode", "in.mp4", "-o", "out.mp4", "--preset", "ultrafast"], cwd=tmp_path)
+    run.wait_for(progress(5, 600))
+    seconds = run.stop(signum)
+    code, out, err = run.finish()
+    print(f"\n{signal.Signals(signum).name}: exited {seconds:.2f} s after the signal")
+    assert code == 128 + signum
+    assert seconds < STOP_LIMIT
+    (line,) = messages(err)  # one line, no traceback
+    kept = int(re.fullmatch(r"vidstyle: interrupted: kept (\d+) of 600 frames in out\.partial\.mp4", line)[1])
+    assert 5 <= kept < 600 and out == ""
+    assert listing(tmp_path) == ["in.mp4", "out.partial.mp4"] and digest(Path(src)) == kept_bytes
+    assert run.survivors() == []
+    # Playable: every kept frame at its source time, the sound up to the end of the last one.
+    a, b = read_video(src), read_video(tmp_path / "out.partial.mp4")
+    assert len(b.frames) == kept and b.times == a.times[:kept]
+    assert abs(b.audio_end - kept / 25) <= AAC_FRAME + 1 / 25
+
+
+# A finalization that takes long (an encoder flushing a long lookahead at 4K).
+SLOW_FINISH = """
+import sys, time
+import vidstyle.io.sink as sink
+real_close = sink.FileSink.close
+def slow_close(self, **kw):
+    if kw.get("partial"):
+        print("finishing the partial file", flush=True)
+        time.sleep(60)
+    return real_close(self, **kw)
+sink.FileSink.close = slow_close
+"""
+
+
+def test_a_second_ctrl_c_during_finalization_ends_at_once_leaving_nothing(tmp_path, long_clip):
+    shutil.copy(long_clip, tmp_path / "in.mp4")
+    run = Process(["transcode", "in.mp4", "-o", "out.mp4", "--preset", "ultrafast"], cwd=tmp_path,
+                  prelude=SLOW_FINISH)
+    run.wait_for(progress(5, 600))
+    run.proc.send_signal(signal.SIGINT)
+    run.wait_for(lambda out, err: "finishing the partial file" in out)
+    seconds = run.stop(signal.SIGINT)
+    code, out, err = run.finish()
+    print(f"\nsecond Ctrl-C: exited {seconds:.2f} s after it")
+    assert code == 130 and seconds < STOP_LIMIT
+    assert messages(err) == ["vidstyle: interrupted again: stopped at once; nothing was kept"]
+    assert listing(tmp_path) == ["in.mp4"]  # the hidden temp file is gone, no partial either
+    assert run.survivors() == []
+
+
+def test_ctrl_c_before_any_frame_is_finished_leaves_nothing(tmp_path, long_clip):
+    shutil.copy(long_clip, tmp_path / "in.mp4")
+    run = Process(["transcode", "in.mp4", "-o", "out.mp4", "--preset", "ultrafast"], cwd=tmp_path)
+    # The output's hidden temp file appears before the engine loads: signal then.
+    deadline = time.monotonic() + 60
+    while not [name for name in os.listdir(tmp_path) if name.startswith(".out.partial-")]:
+        assert run.proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    seconds = run.stop(signal.SIGINT)
+    code, out, err = run.finish()
+    print(f"\nCtrl-C while loading: exited {seconds:.2f} s after it")
+    assert code == 130 and seconds < STOP_LIMIT
+    assert messages(err) == ["vidstyle: interrupted: no frame was finished; nothing was written"], repr(err)
+    assert listing(tmp_path) == ["in.mp4"] and out == ""
+    assert run.survivors() == []

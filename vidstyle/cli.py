@@ -151,7 +151,7 @@ def cmd_transcode(args) -> int:
     def progress(count: int, total: int | None) -> None:
         nonlocal bar
         done[0] = count
-        if args.no_progress:
+        if args.no_progress or stop.is_set():
             return
         if bar is None:
             from tqdm import tqdm
@@ -168,6 +168,8 @@ def cmd_transcode(args) -> int:
         stop.set()
         for pipeline in pipelines:
             pipeline.cancel()
+        if bar is not None:
+            bar.close()  # what comes next (the partial file, a second Ctrl-C) starts on a line of its own
 
     # Ctrl-C or SIGTERM: the pipeline stops, the finished frames are kept in
     # OUT.partial.EXT (transcode raises Cancelled saying so); a second one ends at once.

@@ -23,7 +23,7 @@ POLL = 0.05  # seconds between the main thread's looks at the worker
 # After a first signal with nothing worth keeping, the work has this long to wind
 # down by itself (it usually does, in one pipeline poll) before the process just
 # ends: a worker inside a slow C call (TensorFlow loading) cannot be stopped sooner.
-GRACE = 1.0
+GRACE = 0.5
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -48,12 +48,16 @@ def run(work: Callable[[], T], request_stop: Callable[[], None], keeps_something
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             outcome["error"] = exc
 
+    # The worker may have fd 2 pointed at /dev/null for a while (TensorFlow's import is
+    # silenced that way, see tfimport): a last word must go to the stderr we started with.
+    stderr = os.dup(2)
+
     def on_signal(signum, _frame) -> None:
         received.append((signum, time.monotonic()))
         if len(received) == 1:
             request_stop()
         else:
-            abandon(signum, "interrupted again: stopped at once; nothing was kept")
+            abandon(signum, "interrupted again: stopped at once; nothing was kept", stderr)
 
     worker = threading.Thread(target=target, name="vidstyle-work", daemon=True)
     previous = {s: signal.signal(s, on_signal) for s in SIGNALS}
@@ -63,10 +67,11 @@ def run(work: Callable[[], T], request_stop: Callable[[], None], keeps_something
             worker.join(POLL)
             if received and worker.is_alive() and not keeps_something() \
                     and time.monotonic() - received[0][1] > GRACE:
-                abandon(received[0][0], "interrupted: no frame was finished; nothing was written")
+                abandon(received[0][0], "interrupted: no frame was finished; nothing was written", stderr)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        os.close(stderr)
     if "error" in outcome:
         error = outcome["error"]
         if received:
@@ -75,10 +80,11 @@ def run(work: Callable[[], T], request_stop: Callable[[], None], keeps_something
     return outcome["value"]  # type: ignore[return-value]
 
 
-def abandon(signum: int, message: str) -> None:
-    """End the process now: remove open temp files, say so, exit 128 + signal number."""
+def abandon(signum: int, message: str, stderr: int = 2) -> None:
+    """End the process now: remove open temp files, say so on fd ``stderr``, exit 128 + signal number."""
     remove_open_temps()
-    print(f"vidstyle: {message}", file=sys.stderr, flush=True)
+    sys.stderr.flush()  # what was already printed comes first
+    os.write(stderr, f"vidstyle: {message}\n".encode(errors="replace"))
     exit_now(128 + signum)
 
 
