@@ -34,6 +34,11 @@ import av
 import numpy as np
 
 from media import make_video
+# At import, not inside a case: importing starts a few native threads of its own, once.
+from vidstyle.errors import PipelineError, VidstyleError
+from vidstyle.io import EncodeSettings, FileSource, probe
+from vidstyle.io.source import AudioPackets
+from vidstyle.transcode import TranscodeConfig, transcode
 
 # name -> make_video arguments. 64x48 and 8-10 frames: small enough that headers
 # are a good share of the bytes a mutation can land on.
@@ -338,8 +343,6 @@ def settled(before: Resources, patience: float = 2.0) -> list[str]:
 
 def innermost(exc: BaseException) -> BaseException:
     """The exception a PipelineError (or a chain of them) wraps."""
-    from vidstyle.errors import PipelineError
-
     while isinstance(exc, PipelineError):
         exc = exc.cause
     return exc
@@ -347,8 +350,6 @@ def innermost(exc: BaseException) -> BaseException:
 
 def message_class(exc: BaseException, *paths) -> str:
     """The error with paths and numbers taken out, so equal failures group together."""
-    from vidstyle.errors import PipelineError
-
     prefix = ""
     while isinstance(exc, PipelineError):
         prefix += f"{type(exc).__name__}[{exc.stage}] "
@@ -371,9 +372,6 @@ def where(exc: BaseException) -> str:
 
 def decode_job(path: Path, cancel: list) -> int:
     """probe, every video frame through FileSource, every audio packet (what the sink copies)."""
-    from vidstyle.io import FileSource, probe
-    from vidstyle.io.source import AudioPackets
-
     probe(path)
     frames = 0
     with FileSource(path) as source:
@@ -391,9 +389,6 @@ def decode_job(path: Path, cancel: list) -> int:
 def transcode_job(path: Path, output: Path, cancel: list) -> int:
     """The whole transcode at a tiny processing size (16 px, longer side): the engine is shared and
     fast, and every stage, the sink and the audio copy still see the damaged file."""
-    from vidstyle.io import EncodeSettings
-    from vidstyle.transcode import TranscodeConfig, transcode
-
     config = TranscodeConfig(path, output, size=16, batch=4, encode=EncodeSettings(preset="ultrafast"))
     return transcode(config, on_pipeline=lambda p: cancel.append(p.cancel)).frames
 
@@ -405,8 +400,6 @@ def output_frames(path: Path) -> int:
 
 def run_case(case: Case, folder: Path, timeout: float = 60.0) -> Outcome:
     """Write the mutant into ``folder`` (emptied first), run its job with a deadline, judge it."""
-    from vidstyle.errors import VidstyleError
-
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.iterdir():
         old.unlink()
