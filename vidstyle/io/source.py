@@ -135,9 +135,12 @@ def _first_frame(container, stream, path: Path):
                 for frame in packet.decode():
                     return frame
             except av.FFmpegError as caught:
-                error = error or caught
+                # Kept without its traceback: error -> traceback -> this frame -> error is a
+                # cycle that would hold the decoder and its threads until the garbage
+                # collector runs, even when a later packet decodes (found by fuzzing).
+                error = error or caught.with_traceback(None)
     except av.FFmpegError as caught:  # the demuxer itself gave up
-        error = error or caught
+        error = error or caught.with_traceback(None)
     if error is not None:
         raise InputError(f"{path}: cannot decode frame 0 ({ffmpeg_words(error)})") from error
     return None
