@@ -13,7 +13,8 @@ stream counts its own case numbers from --start.
 Each case ends as: ok; error (vidstyle's own, one line, grouped here by
 message with paths and numbers taken out); crash (any other exception, also
 inside a PipelineError); hang (no end within --timeout); leak (a thread, a
-native thread or a file descriptor still open after the case); dirty (the
+native thread or a file descriptor still open after the case, or freed
+only by the garbage collector); dirty (the
 input changed, an output or a temporary file left after a failure, or an
 output that does not hold the frames reported). Every failure is listed with
 its case label, which --only replays. Results go to
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import re
 import sys
 import tempfile
 import time
@@ -82,8 +82,7 @@ def replay(labels: list[str], seeds: dict, work: Path, keep: Path | None, timeou
             print(f"wrote {path}")
         outcome = fuzzing.run_case(case, work / "case", timeout)
         failed += outcome.failed
-        print(f"{outcome.report()} ({outcome.seconds:.2f} s, {outcome.frames} frame(s))"
-              + (f"; {'; '.join(outcome.notes)}" if outcome.notes else ""))
+        print(f"{outcome.report()} ({outcome.seconds:.2f} s, {outcome.frames} frame(s))")
     return 1 if failed else 0
 
 
@@ -104,7 +103,7 @@ def fuzz(args, seeds: dict, work: Path) -> int:
     rss_start = rss_mb()
     counts = {s: collections.Counter() for s in fuzzing.STREAMS}
     errors: collections.Counter = collections.Counter()
-    failures, notes, slowest = [], collections.Counter(), []
+    failures, slowest = [], []
     next_number = {s: args.start for s in fuzzing.STREAMS}
     start = time.monotonic()
     last_print = start
@@ -123,8 +122,6 @@ def fuzz(args, seeds: dict, work: Path) -> int:
             failures.append({"case": outcome.case.label, "kind": outcome.kind, "detail": outcome.detail,
                              "mutations": list(outcome.case.mutations), "seed": outcome.case.seed})
             print(f"  FAIL {outcome.report()}", flush=True)
-        for note in outcome.notes:
-            notes[re.sub(r"\d+", "N", note)] += 1
         slowest = sorted(slowest + [(outcome.seconds, outcome.case.label)], reverse=True)[:5]
         if time.monotonic() - last_print > 30:
             last_print = time.monotonic()
@@ -147,8 +144,6 @@ def fuzz(args, seeds: dict, work: Path) -> int:
         print("\nfailures (replay: benchmarks/fuzz.py --only CASE --keep DIR):")
         for f in failures:
             print(f"  {f['kind']:<6} {f['case']:<16} {f['detail']}")
-    if notes:
-        print(f"\nnotes: {dict(notes)}")
     print(f"slowest cases: {', '.join(f'{label} {s:.2f} s' for s, label in slowest)}")
     rss_end = rss_mb()
     print(f"resident set: {rss_start:.0f} MB after the warm-up, {rss_end:.0f} MB at the end")
@@ -162,7 +157,7 @@ def fuzz(args, seeds: dict, work: Path) -> int:
         "totals": {"tried": tried, "ok": total[fuzzing.OK], "vidstyle_errors": total[fuzzing.ERROR],
                    "crashes": total[fuzzing.CRASH], "hangs": total[fuzzing.HANG], "leaks": total[fuzzing.LEAK],
                    "dirty": total[fuzzing.DIRTY]},
-        "errors_by_message": dict(errors.most_common()), "failures": failures, "notes": dict(notes),
+        "errors_by_message": dict(errors.most_common()), "failures": failures,
         "slowest": [{"case": label, "seconds": s} for s, label in slowest],
         "rss_mb": {"after_warm_up": rss_start, "end": rss_end}})
     print(f"wrote {path}")

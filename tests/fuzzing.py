@@ -12,9 +12,10 @@ for a ``PipelineError``, its cause must be one too, since a plain exception
 from deep in PyAV or numpy reaches the user only as its raw words). Anything
 else is a crash. Past the deadline the run is cancelled and the case is a
 hang. After each case the Python threads, the process's native threads
-(FFmpeg's decoder threads die with their container) and open file
-descriptors must be back where they were, the input file unchanged, and a
-failed transcode must leave no output and no temporary file beside it.
+(FFmpeg's decoder threads die with their codec context) and open file
+descriptors must be back where they were without help from the garbage
+collector, the input file unchanged, and a failed transcode must leave no
+output and no temporary file beside it.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import struct
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -289,7 +290,6 @@ class Outcome:
     detail: str = ""  # the error's class of message, or what went wrong
     seconds: float = 0.0
     frames: int | None = None
-    notes: list[str] = field(default_factory=list)  # e.g. resources freed only by the garbage collector
 
     @property
     def failed(self) -> bool:
@@ -468,11 +468,12 @@ def run_case(case: Case, folder: Path, timeout: float = 60.0) -> Outcome:
         outcome.kind, outcome.detail = DIRTY, "; ".join(problems)
 
     extra = settled(before)
-    if extra:
-        gc.collect()  # an unreachable container is closed by its finaliser: late, but not a leak
+    if extra and outcome.kind != CRASH:
+        # Held by a reference cycle is a leak too: a decoder's threads would live until the
+        # collector happens to run (a cycle through a kept FFmpeg error did exactly that).
+        gc.collect()
         still = settled(before)
-        if still and outcome.kind != CRASH:
-            outcome.kind, outcome.detail = LEAK, ", ".join(still)
-        elif not still:
-            outcome.notes.append(f"freed only by the garbage collector: {', '.join(extra)}")
+        outcome.kind = LEAK
+        outcome.detail = (", ".join(still) if still else
+                          f"{', '.join(extra)} (freed only by the garbage collector)")
     return outcome
