@@ -19,6 +19,7 @@ import signal
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from fractions import Fraction
@@ -32,6 +33,9 @@ import vidstyle.io.sink
 import vidstyle.memory
 from media import draw_frame, make_audio_only, make_corrupt_video, make_video, read_video
 from vidstyle.cli import main
+from vidstyle.errors import Cancelled
+from vidstyle.pipeline import Pipeline, Stage
+from vidstyle.transcode import TranscodeConfig, transcode
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -356,6 +360,56 @@ def test_non_ascii_and_spaces_in_every_path(tmp_path, capfd):
     assert sorted(os.listdir(folder)) == ["clip ü 1.mp4", "peinture à l'huile.png", "sortie é.mp4"]
 
 
+# --- interruptions: the library ---------------------------------------------------------------
+
+
+def test_a_cancel_keeps_the_finished_frames_when_asked(tmp_path, seeds, threads):
+    src = shutil.copy(seeds["mp4"], tmp_path / "in.mp4")
+    pipelines = []
+
+    def on_progress(done, total):
+        if done == 12:
+            pipelines[0].cancel()
+
+    with pytest.raises(Cancelled) as caught:
+        transcode(TranscodeConfig(Path(src), tmp_path / "out.mp4", keep_partial=True, cancel_wait=0.5),
+                  progress=on_progress, on_pipeline=pipelines.append)
+    stop = caught.value
+    assert (stop.kept, stop.total, stop.partial) == (12, 50, tmp_path / "out.partial.mp4")
+    assert str(stop) == f"kept 12 of 50 frames in {tmp_path / 'out.partial.mp4'}"
+    assert listing(tmp_path) == ["in.mp4", "out.partial.mp4"]
+    a, b = read_video(src), read_video(stop.partial)
+    assert b.times == a.times[:12] and abs(b.audio_end - 12 / 25) <= AAC_FRAME
+    deadline = time.monotonic() + 10  # a stage left in a long call ends by itself
+    while threads.leaked() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    threads.assert_back_to_start()
+
+
+def test_a_cancel_does_not_wait_for_a_stage_stuck_in_a_long_call(threads):
+    started, release = threading.Event(), threading.Event()
+
+    def engine(item):  # one batch that takes long, as HD inference on a CPU does
+        started.set()
+        release.wait(30)
+        yield item
+
+    pipeline = Pipeline(lambda: iter(range(100)), [Stage("engine", engine)], cancel_wait=0.2)
+    canceller = threading.Thread(target=lambda: started.wait(30) and pipeline.cancel())
+    canceller.start()
+    begin = time.monotonic()
+    with pytest.raises(Cancelled):
+        pipeline.run()
+    took = time.monotonic() - begin
+    canceller.join(30)
+    assert took < 2 and "vidstyle-engine" in threads.leaked()
+    release.set()  # the call returns; the stage sees the stop at its next queue operation
+    deadline = time.monotonic() + 10
+    while threads.leaked() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    threads.assert_back_to_start()
+
+
 # --- interruptions: a process of its own -------------------------------------------------------
 
 STOP_LIMIT = 5.0  # seconds from the signal to the exit; generous for a shared machine (typically 0.15)
@@ -369,8 +423,6 @@ class Process:
     """
 
     def __init__(self, args, cwd: Path, prelude: str | None = None):
-        import threading
-
         self.token = uuid.uuid4().hex
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                "TF_CPP_MIN_LOG_LEVEL": "3", "VIDSTYLE_TEST_TOKEN": self.token}

@@ -142,7 +142,7 @@ def cmd_transcode(args) -> int:
         preserve_color=args.preserve_color, size=_size(args.size), batch=args.batch, engine=args.engine,
         threads=args.threads, temporal=args.temporal, temporal_strength=args.temporal_strength,
         encode=EncodeSettings(codec=args.codec, crf=args.crf, preset=args.preset),
-        on_decode_error=args.on_decode_error, keep_partial=True,
+        on_decode_error=args.on_decode_error, keep_partial=True, cancel_wait=0.5,
     )
     bar = None
     done = [0]

@@ -74,8 +74,13 @@ class _Stopped(Exception):
 
 class Pipeline:
     def __init__(self, source: Callable[[], Iterator[Any]], stages: list[Stage], queue_size: int = 8,
-                 source_name: str = "decode"):
+                 source_name: str = "decode", cancel_wait: float | None = None):
+        """``cancel_wait``: after cancel(), how long ``run`` waits for stages still busy
+        inside one long call (an engine batch: seconds at HD on a CPU) before it raises
+        Cancelled anyway. They are daemons and end by themselves at their next queue
+        operation. None: wait for every thread, as after a failure or the end."""
         self._source = source
+        self._cancel_wait = cancel_wait
         self._source_name = source_name
         self._stages = stages
         self._queues = [queue.Queue(maxsize=queue_size) for _ in stages]
@@ -178,6 +183,10 @@ class Pipeline:
         """True once the pipeline is stopping (failure, cancel, or the end): sources poll it."""
         return self._stop.is_set()
 
+    @property
+    def _hurry(self) -> bool:
+        return self._cancelled and self._cancel_wait is not None
+
     def cancel(self) -> None:
         """Stop every stage; ``run`` then raises Cancelled. Safe from any thread."""
         self._cancelled = True
@@ -199,7 +208,7 @@ class Pipeline:
             t.start()
         try:
             for t in threads:
-                while t.is_alive():
+                while t.is_alive() and not self._hurry:
                     t.join(timeout=POLL)
                     self._sample_queues()
         except BaseException:  # KeyboardInterrupt in the caller's thread
@@ -207,8 +216,9 @@ class Pipeline:
             raise
         finally:
             self._stop.set()
+            deadline = time.monotonic() + self._cancel_wait if self._hurry else None
             for t in threads:
-                t.join(timeout=5.0)
+                t.join(timeout=5.0 if deadline is None else max(0.0, deadline - time.monotonic()))
             self.stats.wall = time.perf_counter() - start
         if self._error is not None:
             raise self._error

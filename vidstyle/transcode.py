@@ -37,6 +37,9 @@ class TranscodeConfig:
     temporal_strength: float = temporal_mod.DEFAULT_STRENGTH
     on_decode_error: str = "stop"  # stop | skip: what an undecodable frame or an early end does
     keep_partial: bool = False  # on cancel, publish the finished frames as OUTPUT.partial.EXT
+    # On cancel, stop waiting after this long for stages busy in one long call (an engine
+    # batch); they end by themselves. None: wait for every thread (see Pipeline).
+    cancel_wait: float | None = None
 
 
 @dataclass
@@ -206,7 +209,8 @@ def transcode(config: TranscodeConfig, progress: Progress | None = None,
         return ()
 
     pipeline = Pipeline(source.frames, stylize_stages(stylizer, geom, config.batch, smoother)
-                        + [Stage("encode", encode, finalize)], queue_size=queue_size)
+                        + [Stage("encode", encode, finalize)], queue_size=queue_size,
+                        cancel_wait=config.cancel_wait)
     try:
         if on_pipeline:
             on_pipeline(pipeline)
@@ -232,8 +236,10 @@ def _stopped(config: TranscodeConfig, sink: FileSink, written: int, total: int |
         return Cancelled(f"{target} is the input; nothing was written")
     try:
         # Flushing the encoder and cutting the audio at the last frame: a playable file.
+        # The sink counts the frames: an encode stage left running may still have added one.
         kept = sink.close(partial=True, path=target)
-        return Cancelled(f"kept {written} of {total} frames in {kept}" if total else f"kept {written} frame(s) in {kept}",
-                         written, total, kept)
+        count = sink.frames
+        return Cancelled(f"kept {count} of {total} frames in {kept}" if total else f"kept {count} frame(s) in {kept}",
+                         count, total, kept)
     except OutputError as error:  # e.g. the disk filled; the sink removed its temp file
         return Cancelled(f"could not keep the {written} finished frame(s) ({error}); nothing was written")

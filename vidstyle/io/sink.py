@@ -120,6 +120,7 @@ class FileSink:
         self._audio: AudioFeed | None = None
         self._state = "open"  # -> "closed" | "aborted"
         self._published = self.path
+        self.frames = 0  # written so far
         self._last_pts: int | None = None
         self._clock = 0.0  # seconds of video written, to pace and trim the audio
         self._temp = self._reserve_temp()
@@ -215,6 +216,7 @@ class FileSink:
                 raise OutputError(f"{self.path}: sink is {self._state}")
             try:
                 self._container.mux(self._video.encode(picture))
+                self.frames += 1
                 self._clock = float(picture.pts * time_base)
                 if self._audio:
                     self._audio.feed_until(self._clock)
