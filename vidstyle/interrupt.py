@@ -50,7 +50,10 @@ def run(work: Callable[[], T], request_stop: Callable[[], None], keeps_something
 
     # The worker may have fd 2 pointed at /dev/null for a while (TensorFlow's import is
     # silenced that way, see tfimport): a last word must go to the stderr we started with.
-    stderr = os.dup(2)
+    try:
+        stderr = os.dup(2)
+    except OSError:  # no stderr at all (a daemon): nowhere to say it
+        stderr = -1
 
     def on_signal(signum, _frame) -> None:
         received.append((signum, time.monotonic()))
@@ -71,7 +74,8 @@ def run(work: Callable[[], T], request_stop: Callable[[], None], keeps_something
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        os.close(stderr)
+        if stderr >= 0:
+            os.close(stderr)
     if "error" in outcome:
         error = outcome["error"]
         if received:
@@ -83,8 +87,11 @@ def run(work: Callable[[], T], request_stop: Callable[[], None], keeps_something
 def abandon(signum: int, message: str, stderr: int = 2) -> None:
     """End the process now: remove open temp files, say so on fd ``stderr``, exit 128 + signal number."""
     remove_open_temps()
-    sys.stderr.flush()  # what was already printed comes first
-    os.write(stderr, f"vidstyle: {message}\n".encode(errors="replace"))
+    try:
+        sys.stderr.flush()  # what was already printed comes first
+        os.write(stderr, f"vidstyle: {message}\n".encode(errors="replace"))
+    except (OSError, ValueError):
+        pass  # the exit matters more than the words
     exit_now(128 + signum)
 
 
