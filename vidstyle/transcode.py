@@ -216,7 +216,7 @@ def transcode(config: TranscodeConfig, progress: Progress | None = None,
             on_pipeline(pipeline)
         stats = pipeline.run()
     except Cancelled:
-        raise _stopped(config, sink, written, info.frame_count) from None
+        raise _stopped(config, sink, info.frame_count) from None
     except BaseException:
         sink.abort()
         raise
@@ -225,10 +225,13 @@ def transcode(config: TranscodeConfig, progress: Progress | None = None,
     return TranscodeResult(Path(config.output), written, stats, list(source.skipped), list(source.notes))
 
 
-def _stopped(config: TranscodeConfig, sink: FileSink, written: int, total: int | None) -> Cancelled:
-    """After a cancel: keep the finished frames as OUT.partial.EXT if asked, else nothing."""
+def _stopped(config: TranscodeConfig, sink: FileSink, total: int | None) -> Cancelled:
+    """After a cancel: keep the finished frames as OUT.partial.EXT if asked, else nothing.
+
+    The sink counts the frames: an encode stage left running (``cancel_wait``)
+    may still add one until the sink is closed."""
     target = partial_path(config.output)
-    if not config.keep_partial or not written:
+    if not config.keep_partial or not sink.frames:
         sink.abort()
         return Cancelled("no frame was finished; nothing was written" if config.keep_partial else "cancelled")
     if target.exists() and os.path.samefile(target, config.input):
@@ -236,10 +239,9 @@ def _stopped(config: TranscodeConfig, sink: FileSink, written: int, total: int |
         return Cancelled(f"{target} is the input; nothing was written")
     try:
         # Flushing the encoder and cutting the audio at the last frame: a playable file.
-        # The sink counts the frames: an encode stage left running may still have added one.
         kept = sink.close(partial=True, path=target)
         count = sink.frames
         return Cancelled(f"kept {count} of {total} frames in {kept}" if total else f"kept {count} frame(s) in {kept}",
                          count, total, kept)
     except OutputError as error:  # e.g. the disk filled; the sink removed its temp file
-        return Cancelled(f"could not keep the {written} finished frame(s) ({error}); nothing was written")
+        return Cancelled(f"could not keep the {sink.frames} finished frame(s) ({error}); nothing was written")
