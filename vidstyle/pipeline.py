@@ -221,7 +221,14 @@ class Pipeline:
                 t.join(timeout=5.0 if deadline is None else max(0.0, deadline - time.monotonic()))
             self.stats.wall = time.perf_counter() - start
         if self._error is not None:
-            raise self._error
+            # Handed over, not kept: its traceback runs through the stage frames, which hold
+            # this pipeline, so keeping it would make a cycle that holds every stage's
+            # resources (a decoder's threads) until the garbage collector runs (found by fuzzing).
+            error, self._error = self._error, None
+            try:
+                raise error
+            finally:
+                del error
         if self._cancelled and not self._completed:  # a cancel after the last flush changes nothing
             raise Cancelled("cancelled")
         return self.stats
