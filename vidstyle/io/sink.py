@@ -375,6 +375,11 @@ class AudioFeed:
                     raise  # the sink names its real path, not this hidden temp name
                 raise OutputError(f"{self._out.name}: cannot carry audio packet "
                                   f"pts={packet.pts} ({ffmpeg_words(error)})") from error
+            except ValueError as error:
+                # PyAV's encoder resamples to what the first frame was; damaged audio that later
+                # decodes to another format, layout or rate is refused so (found by fuzzing).
+                raise OutputError(f"{self._out.name}: cannot carry audio packet pts={packet.pts} "
+                                  f"(the audio changes format mid-stream: {error})") from error
 
     def finish(self, limit: float | None) -> None:
         self.feed_until(limit)
