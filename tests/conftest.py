@@ -5,6 +5,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything can import TensorFlow
 
+from vidstyle.tfimport import preload_srtp  # noqa: E402
+
+preload_srtp()  # test modules import keras directly; aiortc's SRTP must load before TensorFlow
+
 import shutil
 import threading
 

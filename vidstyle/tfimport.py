@@ -21,6 +21,20 @@ def quiet_stderr():
         os.close(devnull)
 
 
+def preload_srtp() -> None:
+    """Load pylibsrtp (aiortc's SRTP, with its own OpenSSL) if it is installed, before TensorFlow.
+
+    Loaded after TensorFlow 2.21 it crashes the process (a segmentation fault
+    in its module init, seen on Linux x86_64 with pylibsrtp 1.0); loaded first,
+    both work. ``vidstyle live --serve`` imports aiortc first anyway; this
+    keeps any other order (a test run, a notebook) safe.
+    """
+    from importlib.util import find_spec
+
+    if "pylibsrtp" not in sys.modules and find_spec("pylibsrtp") is not None:
+        import pylibsrtp  # noqa: F401
+
+
 def import_tensorflow():
     """``import tensorflow`` with fd 2 silenced for the duration.
 
@@ -30,6 +44,7 @@ def import_tensorflow():
     """
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
+    preload_srtp()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with quiet_stderr():
         import tensorflow
