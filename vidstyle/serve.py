@@ -337,12 +337,13 @@ def _save_picture(data: bytes) -> Path | None:
 
 def serve_forever(settings: ViewerSettings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                   seconds: float | None = None, announce: Callable[[str], None] = print) -> None:
-    """Serve until Ctrl-C, SIGTERM or ``seconds``; every viewer is dropped before returning."""
-    if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("vidstyle: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
+    """Serve until Ctrl-C, SIGTERM or ``seconds``; every viewer is dropped before returning.
+    Viewers coming and going are logged to stderr meanwhile."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("vidstyle: %(message)s"))
+    log.addHandler(handler)
+    level = log.level
+    log.setLevel(logging.INFO)
 
     async def main() -> None:
         server, stop = StyleServer(settings), asyncio.Event()
@@ -363,7 +364,11 @@ def serve_forever(settings: ViewerSettings, host: str = DEFAULT_HOST, port: int 
             for sig in signals:
                 loop.remove_signal_handler(sig)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 @contextmanager
