@@ -66,12 +66,13 @@ def chromium(executable: str | None = None, extra_args: tuple[str, ...] = ()) ->
             browser.close()
 
 
-def browser_round_trip(seconds: float = 20.0, size: tuple[int, int] | int | None = (256, 192),
+def browser_round_trip(seconds: float = 20.0, size: tuple[int, int] | int | None = None,
                        temporal: str = "flow", *, style: str = "7", engine: str = "auto", threads: int = 0,
                        executable: str | None = None) -> dict:
     """Serve in-process, open the probe page in headless Chromium and time switches for ``seconds``.
 
-    ``size`` is the processing size (the probe camera is 320x240). Returns
+    ``size`` is the processing size (the probe camera is 320x240); None adapts it
+    to keep up, as ``vidstyle live --serve`` does without ``--size``. Returns
     round-trip percentiles in ms (``p50``, ``p95``, ``p99``), ``n`` switches
     timed, ``missed`` switches that did not come back before the next one,
     ``fps`` frames shown per second by the page, and the server's own view
