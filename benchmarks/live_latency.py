@@ -51,11 +51,11 @@ def run_in_process(stylizer, size, mode: str, seconds: float) -> dict:
 
     from vidstyle import live, temporal
     from vidstyle.bench import latency_summary
-    from vidstyle.live_command import live_sizing
+    from vidstyle.adapt import for_camera
     from vidstyle.transcode import stylize_stages
 
     width, height, rate = CAMERA
-    sizing = live_sizing(stylizer, width, height, rate, size)
+    sizing = for_camera(stylizer.run, width, height, rate, size)
     stages = stylize_stages(stylizer, sizing, 1, temporal.create(mode), smooth_at="processing")
     source = live.PacedSource(live.moving_pictures(width, height), rate, loop=True, count=int(seconds * rate))
     stats = live.run_live(source, stages, lambda f: cv2.cvtColor(f.image, cv2.COLOR_RGB2BGR),

@@ -218,13 +218,13 @@ def run_live(args) -> dict:
     import cv2
 
     from vidstyle import live, styles, temporal
-    from vidstyle.live_command import live_sizing
+    from vidstyle.adapt import for_camera
     from vidstyle.stylize import Stylizer
     from vidstyle.transcode import stylize_stages
 
     width, height, rate = CAMERA
     stylizer = Stylizer(styles.parse(args.style))
-    sizing = live_sizing(stylizer, width, height, rate)  # the adaptive ladder, as `vidstyle live` without --size
+    sizing = for_camera(stylizer.run, width, height, rate)  # the adaptive ladder, as `vidstyle live` without --size
     stages = stylize_stages(stylizer, sizing, 1, temporal.create("flow"), smooth_at="processing")
     source = live.PacedSource(live.moving_pictures(width, height), rate, loop=True,
                               count=int(args.live_seconds * rate))

@@ -112,3 +112,18 @@ class Adaptive:
             self.index = i
             self.changes.append((self._frames, self.side))
         self._since = 0
+
+
+def for_camera(run: Callable[[np.ndarray], object], width: int, height: int, rate: float,
+               size: tuple[int, int] | int | None = None) -> Fixed | Adaptive:
+    """The processing size of a live camera: ``size`` when given, else the ladder calibrated
+    with ``run`` (a stylizer's). Either way every shape the engine will see is traced here,
+    before the camera starts."""
+    if size is not None:
+        sizing = Fixed(plan(width, height, size))
+        g = sizing.current
+        run(np.zeros((1, g.net_h, g.net_w, 3), np.uint8))
+        return sizing
+    sizing = Adaptive(width, height, rate)
+    sizing.calibrate(run)
+    return sizing

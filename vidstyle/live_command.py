@@ -7,8 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .errors import VidstyleError
 
 
@@ -34,24 +32,9 @@ def _source(args):
     return live.CameraSource(spec), size
 
 
-def live_sizing(stylizer, width: int, height: int, rate: float, size=None):
-    """The processing size: ``size`` when given, else the ladder calibrated on this machine.
-    Either way every shape the engine will see is traced before the camera starts."""
-    from . import adapt, imageops
-
-    if size is not None:
-        sizing = adapt.Fixed(imageops.plan(width, height, size))
-        g = sizing.current
-        stylizer.run(np.zeros((1, g.net_h, g.net_w, 3), np.uint8))
-        return sizing
-    sizing = adapt.Adaptive(width, height, rate)
-    sizing.calibrate(stylizer.run)
-    return sizing
-
-
 def run_live_command(args, size) -> int:
     """``vidstyle live``: ``args`` is the parsed command line, ``size`` the processing size."""
-    from . import live, temporal
+    from . import adapt, live, temporal
     from .bench import latency_summary
     from .models import NUM_STYLES
     from .present import VirtualCamera, Window
@@ -93,7 +76,7 @@ def run_live_command(args, size) -> int:
             if any(getattr(o, "quit", False) for o in outputs) or (deadline and time.monotonic() > deadline):
                 pipeline_ref[0].cancel()
 
-        sizing = live_sizing(stylizer, width, height, rate, size)
+        sizing = adapt.for_camera(stylizer.run, width, height, rate, size)
         print(f"camera {width}x{height} at {rate:g} fps; processing at {processing()}"
               + ("" if size else " (adapts to keep up; --size fixes it)"), flush=True)
         stages = stylize_stages(stylizer, sizing, 1, temporal.create(args.temporal, args.temporal_strength),

@@ -29,7 +29,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from . import adapt, imageops, live
+from . import adapt, live
 from . import temporal as temporal_mod
 from .errors import VidstyleError
 from .frame import Frame
@@ -69,13 +69,7 @@ def plan_sizing(stylizer: Stylizer, settings: ViewerSettings, content: np.ndarra
     so no frame waits on a trace later."""
     height, width = content.shape[:2]
     stylizer.vector(content)  # a picture style at strength < 1 takes the content's own vector from a real frame
-    if settings.size is not None:
-        sizing = adapt.Fixed(imageops.plan(width, height, settings.size))
-        stylizer.run(imageops.prepare(content, sizing.current)[None])
-        return sizing
-    sizing = adapt.Adaptive(width, height, CAMERA_RATE)
-    sizing.calibrate(stylizer.run)
-    return sizing
+    return adapt.for_camera(stylizer.run, width, height, CAMERA_RATE, settings.size)
 
 
 class StylizedTrack(MediaStreamTrack):
