@@ -59,7 +59,7 @@ def run_in_process(stylizer, size, mode: str, seconds: float) -> dict:
     stages = stylize_stages(stylizer, sizing, 1, temporal.create(mode), smooth_at="processing")
     source = live.PacedSource(live.moving_pictures(width, height), rate, loop=True, count=int(seconds * rate))
     stats = live.run_live(source, stages, lambda f: cv2.cvtColor(f.image, cv2.COLOR_RGB2BGR),
-                          sizing=None if size else sizing)
+                          sizing=sizing)
     g = sizing.current
     return {"fps": stats.fps, "drop_rate": stats.drop_rate, "latency_ms": latency_summary(stats.latencies),
             "processing": f"{g.proc_w}x{g.proc_h}", "size_changes": getattr(sizing, "changes", [])}

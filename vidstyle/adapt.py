@@ -7,8 +7,8 @@ camera starts (a first call at a new shape costs the engine a retrace, which
 would stall a live picture), starts at the largest one whose measured engine
 time fits the frame interval, and then moves one rung at a time on the
 measured service time of each frame (taken from the camera -> presented), so
-the other stages' cost and the machine's load are included. Output keeps the source size either way: only the network's input
-shrinks.
+the other stages' cost and the machine's load are included. Output keeps the
+source size either way: only the network's input shrinks.
 """
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ class Fixed:
     def current(self) -> Geometry:
         return self.geom
 
+    def record(self, per_frame: float) -> None:
+        """A fixed size ignores the measured service time."""
 
 
 class Adaptive:
@@ -48,9 +50,8 @@ class Adaptive:
     (frame count, longer side) for reports.
     """
 
-    def __init__(self, src_w: int, src_h: int, rate: float, ladder: tuple[int, ...] = LADDER,
-                 largest: int | None = None):
-        top = min(max(src_w, src_h), largest or max(ladder))
+    def __init__(self, src_w: int, src_h: int, rate: float, ladder: tuple[int, ...] = LADDER):
+        top = min(max(src_w, src_h), max(ladder))
         sides = sorted({s for s in ladder if s <= top} | {top}, reverse=True)
         self.rungs = [plan(src_w, src_h, side) for side in sides]
         self.interval = 1.0 / rate

@@ -143,7 +143,7 @@ def run_live(source: PacedSource, stages: list[Stage], present: Callable[[Frame]
              on_pipeline: Callable[[Pipeline], None] | None = None, sizing=None) -> LiveStats:
     """Run ``stages`` (from stylize_stages) on a live source; ``present`` shows each frame.
 
-    ``sizing`` (the :class:`vidstyle.adapt.Adaptive` the stages were built
+    ``sizing`` (the :mod:`vidstyle.adapt` sizing the stages were built
     with) is told each frame's service time, from leaving the mailbox to being
     presented, so the processing size follows what the machine can do.
 
@@ -175,12 +175,14 @@ def run_live(source: PacedSource, stages: list[Stage], present: Callable[[Frame]
 
     def fresh(batch):
         now = time.monotonic()
-        kept = [w for w in batch if now - w.frame.captured <= max_age]
+        kept = []
         for w in batch:
-            if now - w.frame.captured > max_age:
-                stats.dropped_stale += 1
-                taken.pop(w.index, None)
-                slots.release()
+            if now - w.frame.captured <= max_age:
+                kept.append(w)
+                continue
+            stats.dropped_stale += 1
+            taken.pop(w.index, None)
+            slots.release()
         return (kept,) if kept else ()
 
     def show(frame: Frame):

@@ -84,7 +84,7 @@ def run_live_command(args, size) -> int:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: pipeline_ref and pipeline_ref[0].cancel())
         stats = live.run_live(source, stages, present, max_age=args.max_age, on_pipeline=pipeline_ref.append,
-                              sizing=sizing if size is None else None)
+                              sizing=sizing)
     finally:
         for out in outputs:
             out.close()

@@ -226,7 +226,7 @@ class Viewer:
         stages = stylize_stages(stylizer, sizing, 1, smoother, smooth_at="processing")
         live.run_live(_Frames(self, first, frame_size), stages, self._present, max_age=self.settings.max_age,
                       on_pipeline=self._on_pipeline,
-                      sizing=sizing if isinstance(sizing, adapt.Adaptive) else None)
+                      sizing=sizing)
 
     def _on_pipeline(self, pipeline) -> None:
         self._pipeline = pipeline
