@@ -19,6 +19,21 @@ NUM_STYLES = 26  # built-in styles of the multistyle network
 STYLE_DIM = 100  # length of the arbitrary-style embedding
 STYLE_IMAGE_SIZE = 256  # the style predictor's input side
 MODEL_NAMES = ("multistyle26", "arbitrary_transformer", "style_predictor")
+# Networks that stylize with the 26 built-in styles (same inputs, interchangeable).
+BUILTIN_NETWORKS = ("multistyle26",)
+
+
+def for_style(style_model: str, requested: str = "auto") -> str:
+    """The network to run for a style whose own network is ``style_model``: ``requested``
+    when it is a built-in-style network and the style is built-in, else the style's own.
+    "auto" keeps the style's own network."""
+    if requested in ("auto", style_model):
+        return style_model
+    if requested not in BUILTIN_NETWORKS:
+        raise EngineError(f"unknown model {requested!r}; choose auto or one of {', '.join(BUILTIN_NETWORKS)}")
+    if style_model not in BUILTIN_NETWORKS:
+        raise EngineError(f"--model {requested} runs the built-in styles only; a picture style needs its own network")
+    return requested
 
 
 def weight_arrays(model) -> dict[str, np.ndarray]:
