@@ -11,6 +11,7 @@ from ..errors import EngineError
 from .base import Engine
 
 ENGINES = ("tf",)
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 def available() -> list[str]:
@@ -19,8 +20,11 @@ def available() -> list[str]:
     return [name for name, module in (("tf", "tensorflow"),) if importlib.util.find_spec(module)]
 
 
-def create(name: str, model: str, threads: int = 0) -> Engine:
-    """An engine for ``model`` (a name from vidstyle.models.MODEL_NAMES)."""
+def create(name: str, model: str, threads: int = 0, precision: str = "auto") -> Engine:
+    """An engine for ``model`` (a name from vidstyle.models.MODEL_NAMES) computing in
+    ``precision`` (auto: the engine's fastest that keeps the quality bound)."""
+    if precision not in PRECISIONS:
+        raise EngineError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if name == "auto":
         present = available()
         if not present:
@@ -28,6 +32,9 @@ def create(name: str, model: str, threads: int = 0) -> Engine:
         name = present[0]
     if name == "tf":
         from .tf_engine import shared_engine
+
+        if precision not in ("auto", "fp32"):
+            raise EngineError(f"the tf engine computes in fp32 only, not {precision}")
 
         return shared_engine(model, threads)
     raise EngineError(f"unknown engine {name!r}; available here: {', '.join(available()) or 'none'}")
