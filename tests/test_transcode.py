@@ -52,8 +52,8 @@ class EngineSpy:
         # stylize imported engines.create under its own name: that name is the seam.
         real_create = vidstyle.stylize.create_engine
 
-        def create(name, model, threads=0):
-            self.engine = real_create(name, model, threads=threads)
+        def create(name, model, threads=0, precision="auto"):
+            self.engine = real_create(name, model, threads=threads, precision=precision)
             self.name, self.model = self.engine.name, self.engine.model
             return self
 

@@ -35,10 +35,17 @@ class Point:
     size: tuple[int, int]
     temporal: str = "off"
     mode: str = "offline"
+    precision: str = "auto"
+    model: str = "auto"
+
+    @property
+    def runs(self) -> str:
+        """The engine, with the precision and the network when they are not the default."""
+        return "/".join([self.engine] + [v for v in (self.precision, self.model) if v != "auto"])
 
     @property
     def label(self) -> str:
-        return f"{self.mode} {self.engine} b{self.batch} {self.size[0]}x{self.size[1]} {self.temporal}"
+        return f"{self.mode} {self.runs} b{self.batch} {self.size[0]}x{self.size[1]} {self.temporal}"
 
 
 @dataclass
@@ -183,12 +190,12 @@ def run_live_point(point: Point, style: str, frames: int, rate: int, warmup: int
                    peak: float | None = None, max_age: float = 0.25, camera: str | None = None) -> Result:
     """A camera (or a paced synthetic one at ``rate``) through the live scheduler; nothing is encoded.
     With a real camera, ``point.size`` is the processing size and frames are resized to it."""
-    from . import imageops, live, styles, temporal
+    from . import imageops, live, models, styles, temporal
     from .stylize import Stylizer
     from .transcode import stylize_stages
 
     parsed = styles.parse(style)
-    stylizer = Stylizer(parsed, engine_name=point.engine)
+    stylizer = Stylizer(parsed, engine_name=point.engine, precision=point.precision, model=point.model)
     if camera is not None:  # the camera's own size, processed at point.size
         width, height, _ = live.camera_format(camera)
         geom = imageops.plan(width, height, point.size)
@@ -208,7 +215,7 @@ def run_live_point(point: Point, style: str, frames: int, rate: int, warmup: int
     if camera is not None and source.gone:
         raise VidstyleError(source.gone)
     call_wall = time.perf_counter() - wall0
-    macs = _macs(parsed.model, geom)
+    macs = _macs(models.for_style(parsed.model, point.model), geom)
     return Result(
         point=point, frames=stats.delivered, wall=stats.wall, latency_ms=latency_summary(stats.latencies),
         # "capture" time is waiting for the camera's next frame, not work
@@ -220,14 +227,15 @@ def run_live_point(point: Point, style: str, frames: int, rate: int, warmup: int
 
 def run_point(point: Point, clip: Path, style: str, warmup: int, workdir: Path,
               peak: float | None = None) -> Result:
-    from . import imageops, styles
+    from . import imageops, models, styles
     from .io import probe
     from .transcode import TranscodeConfig, transcode
 
     info = probe(clip)
     size = None if (info.width, info.height) == point.size else point.size
     config = TranscodeConfig(input=clip, output=workdir / "out.mp4", style=style, size=size, batch=point.batch,
-                             engine=point.engine, temporal=point.temporal)
+                             engine=point.engine, precision=point.precision, model=point.model,
+                             temporal=point.temporal)
     if warmup:
         head = workdir / "warmup.mp4"
         _cut(clip, head, warmup)
@@ -238,7 +246,7 @@ def run_point(point: Point, clip: Path, style: str, warmup: int, workdir: Path,
     call_wall = time.perf_counter() - wall0
     stats = result.stats
     geom = imageops.plan(info.width, info.height, size)
-    macs = _macs(styles.parse(style).model, geom)
+    macs = _macs(models.for_style(styles.parse(style).model, point.model), geom)
     fps = result.frames / stats.wall if stats.wall else 0.0
     return Result(
         point=point, frames=result.frames, wall=stats.wall,
@@ -310,7 +318,7 @@ def rows(results: list[Result]) -> tuple[list[str], list[list[str]]]:
         shares = " ".join(f"{n}:{s['share']:.0%}" for n, s in r.stages.items() if s["share"] >= 0.01)
         queues = " ".join(f"{n}:{q['mean']:.1f}" for n, q in r.queues.items() if q["mean"] >= 0.05)
         dropped = f"{r.dropped / (r.frames + r.dropped):.0%}" if p.mode == "live" and r.frames + r.dropped else "-"
-        body.append([p.mode, p.engine, str(p.batch), f"{p.size[0]}x{p.size[1]}", p.temporal, f"{r.fps:.2f}", dropped,
+        body.append([p.mode, p.runs, str(p.batch), f"{p.size[0]}x{p.size[1]}", p.temporal, f"{r.fps:.2f}", dropped,
                      *(f"{r.latency_ms[k]:.0f}" for k in ("p50", "p95", "p99")),
                      f"{r.stages.get('engine', {}).get('ms_per_frame', 0):.0f}", shares, queues,
                      f"{r.cpu_cores_busy:.2f}", "-" if r.efficiency is None else f"{r.efficiency:.1%}"])
@@ -364,7 +372,7 @@ def plot(folder: Path, results: list[Result]) -> list[Path]:
         plt.close(fig)
         return folder / name
 
-    line = lambda r: (r.point.mode, r.point.engine, r.point.size, r.point.temporal)  # noqa: E731
+    line = lambda r: (r.point.mode, r.point.runs, r.point.size, r.point.temporal)  # noqa: E731
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for key, group in itertools.groupby(sorted(results, key=lambda r: (line(r), r.point.batch)), key=line):
         group = list(group)

@@ -20,10 +20,19 @@ def _add_style_options(p: argparse.ArgumentParser, size_default: str = "the sour
     g.add_argument("--size", help=f"processing size WxH or the longer side (default: {size_default})")
 
 
-def _add_engine_options(p: argparse.ArgumentParser) -> None:
+def _add_engine_options(p: argparse.ArgumentParser, internal_scale: bool = True) -> None:
+    from .engines import PRECISIONS
+
     g = p.add_argument_group("engine")
-    g.add_argument("--engine", default="auto", help="auto or tf")
+    g.add_argument("--engine", default="auto", help="auto, tf or onnxruntime")
     g.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0: one per core)")
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="arithmetic of the network (default auto: the engine's fastest within the quality bound)")
+    g.add_argument("--model", default="auto", help="auto, multistyle26 or student26 (built-in styles only)")
+    if internal_scale:
+        g.add_argument("--internal-scale", type=float, default=1.0, metavar="S",
+                       help="0 < S <= 1: the network runs at S x the processing size and its output is brought "
+                            "back by guided upsampling (default 1: off)")
 
 
 def _add_temporal_options(p: argparse.ArgumentParser) -> None:
@@ -66,7 +75,7 @@ def create_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("styles", help="list the built-in styles or render them as a contact sheet")
     s.add_argument("--sheet", type=Path, help="write a labelled contact sheet of all 26 styles here")
     s.add_argument("--on", type=Path, help="picture to render the sheet on (default: a frame of the sample clip)")
-    _add_engine_options(s)
+    _add_engine_options(s, internal_scale=False)
 
     m = sub.add_parser("metrics", help="measure the flicker of a stylized video against its input")
     m.add_argument("input", type=Path, help="the video that was stylized")
@@ -93,6 +102,8 @@ def create_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure frames/s, latency and where the time goes, per setting")
     b.add_argument("input", type=Path, nargs="?", help="a video file (default: a synthetic clip of each --size)")
     b.add_argument("--engine", default="all", help="comma list, or all available (default)")
+    b.add_argument("--precision", default="auto", help="comma list of auto,fp32,bf16,int8 (default auto)")
+    b.add_argument("--model", default="auto", help="comma list of auto,multistyle26,student26 (default auto)")
     b.add_argument("--batch", default="4", help="comma list, e.g. 1,2,4,8 (default 4)")
     b.add_argument("--size", default="640x360", help="comma list of WxH (default 640x360)")
     b.add_argument("--temporal", default="off", help="comma list of off,ema,flow (default off)")
@@ -128,19 +139,27 @@ def _check_strength(value: float, option: str = "--strength") -> None:
         raise VidstyleError(f"{option} must be between 0 and 1, got {value}")
 
 
+def _check_internal_scale(args) -> None:
+    from .stylize import check_internal_scale
+
+    check_internal_scale(args.internal_scale)
+
+
 def cmd_transcode(args) -> int:
     from . import interrupt
     from .io import EncodeSettings
     from .transcode import TranscodeConfig, transcode
 
     _check_strength(args.strength)
+    _check_internal_scale(args)
     _check_strength(args.temporal_strength, "--temporal-strength")
     if args.batch < 1:
         raise VidstyleError(f"--batch must be at least 1, got {args.batch}")
     config = TranscodeConfig(
         input=args.input, output=args.output, style=args.style, strength=args.strength,
         preserve_color=args.preserve_color, size=_size(args.size), batch=args.batch, engine=args.engine,
-        threads=args.threads, temporal=args.temporal, temporal_strength=args.temporal_strength,
+        threads=args.threads, precision=args.precision, model=args.model, internal_scale=args.internal_scale,
+        temporal=args.temporal, temporal_strength=args.temporal_strength,
         encode=EncodeSettings(codec=args.codec, crf=args.crf, preset=args.preset),
         on_decode_error=args.on_decode_error, keep_partial=True, cancel_wait=0.5,
     )
@@ -194,11 +213,13 @@ def cmd_image(args) -> int:
     from .stylize import Stylizer
 
     _check_strength(args.strength)
+    _check_internal_scale(args)
     rgb = read_image(args.input)
     style = parse(args.style)
     check_output(args.output, [args.input])
     stylizer = Stylizer(style, strength=args.strength, preserve_color=args.preserve_color,
-                        engine_name=args.engine, threads=args.threads)
+                        engine_name=args.engine, threads=args.threads, precision=args.precision, model=args.model,
+                        internal_scale=args.internal_scale)
     write_image(args.output, stylizer.image(rgb, _size(args.size)))
     print(f"wrote {args.output}")
     return 0
@@ -216,7 +237,8 @@ def cmd_styles(args) -> int:
 
     content = read_image(args.on or DEFAULT_CONTENT)
     check_output(args.sheet, [args.on] if args.on else [])
-    sheet = style_sheet(lambda style: Stylizer(style, engine_name=args.engine, threads=args.threads), content)
+    sheet = style_sheet(lambda style: Stylizer(style, engine_name=args.engine, threads=args.threads,
+                                               precision=args.precision, model=args.model), content)
     write_image(args.sheet, sheet)
     print(f"wrote {args.sheet}")
     return 0
@@ -234,7 +256,7 @@ def cmd_metrics(args) -> int:
 
 def cmd_bench(args) -> int:
     from . import bench
-    from .engines import available
+    from .engines import PRECISIONS, available
     from .sysinfo import system_block
     from .temporal import MODES
 
@@ -242,6 +264,11 @@ def cmd_bench(args) -> int:
     batches = bench.parse_list(args.batch, bench.positive, "--batch")
     sizes = bench.parse_list(args.size, bench.wxh, "--size")
     temporals = bench.parse_list(args.temporal, str, "--temporal")
+    precisions = bench.parse_list(args.precision, str, "--precision")
+    models = bench.parse_list(args.model, str, "--model")
+    for precision in precisions:
+        if precision not in PRECISIONS:
+            raise VidstyleError(f"--precision: unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     for mode in temporals:
         if mode not in MODES:
             raise VidstyleError(f"--temporal: unknown mode {mode!r}; choose from {', '.join(MODES)}")
@@ -257,7 +284,8 @@ def cmd_bench(args) -> int:
         from .io import probe
 
         probe(args.input)  # a bad file fails here, in one line, before any point runs
-    points = [bench.Point(e, b, s, t, args.mode) for e in engines for s in sizes for t in temporals for b in batches]
+    points = [bench.Point(e, b, s, t, args.mode, precision=p, model=m) for e in engines for p in precisions
+              for m in models for s in sizes for t in temporals for b in batches]
     peak = None
     if not args.no_peak:
         from .flops import matmul_peak
@@ -286,6 +314,7 @@ def cmd_live(args) -> int:
 
     _check_strength(args.strength)
     _check_strength(args.temporal_strength, "--temporal-strength")
+    _check_internal_scale(args)
     if args.serve is not None:
         return cmd_serve(args)
     return run_live_command(args, _size(args.size))
@@ -305,7 +334,8 @@ def cmd_serve(args) -> int:
     settings = ViewerSettings(style=args.style, size=_size(args.size), strength=args.strength,
                               preserve_color=args.preserve_color, temporal=args.temporal,
                               temporal_strength=args.temporal_strength, max_age=args.max_age,
-                              engine=args.engine, threads=args.threads)
+                              engine=args.engine, threads=args.threads, precision=args.precision,
+                              model=args.model, internal_scale=args.internal_scale)
     serve_forever(settings, host, port, seconds=args.seconds)
     return 0
 

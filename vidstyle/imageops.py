@@ -57,6 +57,13 @@ def plan(src_w: int, src_h: int, size: tuple[int, int] | int | None = None) -> G
     return Geometry(src_w, src_h, proc_w, proc_h, up(proc_w), up(proc_h))
 
 
+def internal_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """The network's size for a ``width`` x ``height`` network input at internal scale
+    ``scale``: each side scaled and rounded to a multiple of 4, at least ``MIN_SIDE``."""
+    side = lambda v: max(MIN_SIDE, round(v * scale / MULTIPLE) * MULTIPLE)  # noqa: E731
+    return (width, height) if scale >= 1.0 else (min(width, side(width)), min(height, side(height)))
+
+
 def shrink(image: np.ndarray, geom: Geometry) -> np.ndarray:
     """Source RGB frame -> processing size (the first half of :func:`prepare`)."""
     if not geom.needs_resize:

@@ -45,7 +45,8 @@ def run_live_command(args, size) -> int:
     style = parse(args.style)
     source, (width, height, rate) = _source(args)
     stylizer = Stylizer(style, strength=args.strength, preserve_color=args.preserve_color,
-                        engine_name=args.engine, threads=args.threads)
+                        engine_name=args.engine, threads=args.threads, precision=args.precision, model=args.model,
+                        internal_scale=args.internal_scale)
     names = {"current": args.style}
     sizing = None
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import imageops
+import cv2
+
+from . import guided, imageops, models
 from .engines import Engine
 from .engines import create as create_engine
-from .errors import StyleError
+from .errors import StyleError, VidstyleError
 from .models import STYLE_IMAGE_SIZE
 from .styles import Style, read_picture
 
@@ -19,6 +21,11 @@ def style_vector(picture: np.ndarray) -> np.ndarray:
     return np.asarray(pretrained("style_predictor")(x, training=False))[0]
 
 
+def check_internal_scale(scale: float) -> None:
+    if not 0.0 < scale <= 1.0:
+        raise VidstyleError(f"--internal-scale must be above 0 and at most 1, got {scale}")
+
+
 class Stylizer:
     """Runs one Style on batches of prepared frames and finishes each frame.
 
@@ -29,13 +36,17 @@ class Stylizer:
     """
 
     def __init__(self, style: Style, engine: Engine | None = None, *, strength: float = 1.0,
-                 preserve_color: bool = False, engine_name: str = "auto", threads: int = 0):
+                 preserve_color: bool = False, engine_name: str = "auto", threads: int = 0,
+                 precision: str = "auto", model: str = "auto", internal_scale: float = 1.0):
         if not 0.0 <= strength <= 1.0:
             raise StyleError(f"strength must be between 0 and 1, got {strength}")
+        check_internal_scale(internal_scale)
         self.style = style
         self.strength = strength
         self.preserve_color = preserve_color
-        self.engine = engine or create_engine(engine_name, style.model, threads=threads)
+        self.internal_scale = float(internal_scale)
+        self.engine = engine or create_engine(engine_name, models.for_style(style.model, model), threads=threads,
+                                              precision=precision)
         self._vector: np.ndarray | None = None
         self._picture_vector = style_vector(read_picture(style.picture)) if style.picture else None
 
@@ -64,7 +75,15 @@ class Stylizer:
         n = len(batch)
         if size and n < size:
             batch = np.concatenate([batch, np.repeat(batch[-1:], size - n, axis=0)])
-        return self.engine.run(batch, self.vector(batch[0]))[:n]
+        h, w = batch.shape[1:3]
+        iw, ih = imageops.internal_size(w, h, self.internal_scale)
+        if (iw, ih) == (w, h):
+            return self.engine.run(batch, self.vector(batch[0]))[:n]
+        # Internal scale: the network runs smaller; each frame comes back to the size it was
+        # given by guided upsampling, the frame itself as the guide (see vidstyle.guided).
+        small = np.stack([cv2.resize(f, (iw, ih), interpolation=cv2.INTER_AREA) for f in batch])
+        out = self.engine.run(small, self.vector(batch[0]))[:n]
+        return np.stack([guided.upsample(o, f) for o, f in zip(out, batch)])
 
     def finish(self, stylized: np.ndarray, original: np.ndarray, geom: imageops.Geometry) -> np.ndarray:
         return self.touch_up(imageops.finish(stylized, geom), original)

@@ -31,6 +31,9 @@ class TranscodeConfig:
     batch: int = 4
     engine: str = "auto"
     threads: int = 0  # engine intra-op threads; 0 = the runtime's default
+    precision: str = "auto"  # auto | fp32 | bf16 | int8 (vidstyle.engines.PRECISIONS)
+    model: str = "auto"  # the network for built-in styles: auto | multistyle26 | student26
+    internal_scale: float = 1.0  # the network runs at this x the processing size (guided upsampling back)
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     queue_size: int = 8
     temporal: str = temporal_mod.DEFAULT_MODE  # off | ema | flow
@@ -187,7 +190,8 @@ def transcode(config: TranscodeConfig, progress: Progress | None = None,
     sink = FileSink(config.output, info, info.width, info.height, config.encode, audio_from=str(config.input))
     try:
         stylizer = Stylizer(style, strength=config.strength, preserve_color=config.preserve_color,
-                            engine_name=config.engine, threads=config.threads)
+                            engine_name=config.engine, threads=config.threads, precision=config.precision,
+                            model=config.model, internal_scale=config.internal_scale)
         source = FileSource(config.input, on_decode_error=config.on_decode_error)
     except BaseException:
         sink.abort()

@@ -57,10 +57,14 @@ class ViewerSettings:
     max_age: float = 0.25
     engine: str = "auto"
     threads: int = 0
+    precision: str = "auto"
+    model: str = "auto"
+    internal_scale: float = 1.0
 
     def stylizer(self, style: Style) -> Stylizer:
         return Stylizer(style, strength=self.strength, preserve_color=self.preserve_color,
-                        engine_name=self.engine, threads=self.threads)
+                        engine_name=self.engine, threads=self.threads, precision=self.precision,
+                        model=self.model, internal_scale=self.internal_scale)
 
 
 def plan_sizing(stylizer: Stylizer, settings: ViewerSettings, content: np.ndarray) -> adapt.Fixed | adapt.Adaptive:
