@@ -33,23 +33,51 @@ def configure_threads(threads: int) -> None:
         ) from None
 
 
-_SHARED: dict[tuple[str, int], "TFEngine"] = {}
-_SHARED_LOCK = threading.Lock()
+_SHARED: dict[tuple[str, int, str], "TFEngine"] = {}
+_SHARED_LOCK = threading.RLock()
 
 
-def shared_engine(model: str, threads: int = 0) -> "TFEngine":
-    """One engine per (model, threads) per process, so a second transcode of the same
-    shape reuses the traced graph instead of paying the trace again."""
+def shared_engine(model: str, threads: int = 0, precision: str = "fp32") -> "TFEngine":
+    """One engine per (model, threads, precision) per process, so a second transcode of the
+    same shape reuses the traced graph instead of paying the trace again."""
     with _SHARED_LOCK:
-        if (model, threads) not in _SHARED:
-            _SHARED[(model, threads)] = TFEngine(model, threads=threads)
-        return _SHARED[(model, threads)]
+        if (model, threads, precision) not in _SHARED:
+            _SHARED[(model, threads, precision)] = TFEngine(model, threads=threads, precision=precision)
+        return _SHARED[(model, threads, precision)]
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX); elsewhere
+    oneDNN emulates it, slower than float32."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def bf16_network(name: str):
+    """``name`` computing in bfloat16 with float32 weights (Keras' mixed_bfloat16 policy),
+    loaded with the same weights file as the float32 network."""
+    import keras
+
+    from ..models import WEIGHTS_DIR, _builder, load_weights
+
+    with _SHARED_LOCK:  # the dtype policy is global while the layers are made
+        before = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_bfloat16")
+        try:
+            model = _builder(name)()
+        finally:
+            keras.config.set_dtype_policy(before)
+    load_weights(model, WEIGHTS_DIR / f"{name}.npz")
+    return model
 
 
 class TFEngine:
     name = "tf"
 
-    def __init__(self, model: str, threads: int = 0, jit_compile: bool = False):
+    def __init__(self, model: str, threads: int = 0, jit_compile: bool = False, precision: str = "fp32"):
         from ..tfimport import import_tensorflow
 
         try:
@@ -58,10 +86,12 @@ class TFEngine:
             raise EngineError("the tf engine needs TensorFlow: pip install tensorflow") from None
         from ..models import pretrained
 
+        if precision not in ("fp32", "bf16"):
+            raise EngineError(f"the tf engine computes in fp32 or bf16, not {precision}")
         configure_threads(threads)
         self._tf = tf
-        self.model = model
-        self._keras = pretrained(model)
+        self.model, self.precision = model, precision
+        self._keras = pretrained(model) if precision == "fp32" else bf16_network(model)
         self._jit = jit_compile
         self._compiled: dict[tuple[int, int, int], object] = {}
         self._lock = threading.Lock()  # shared engines may be called from two pipelines
@@ -78,7 +108,7 @@ class TFEngine:
             )
             def stylize(images, style):
                 x = tf.cast(images, tf.float32) * (1.0 / 255.0)
-                y = keras_model([x, style], training=False)
+                y = tf.cast(keras_model([x, style], training=False), tf.float32)
                 return tf.cast(tf.clip_by_value(tf.floor(y * 255.0 + 0.5), 0.0, 255.0), tf.uint8)
 
             self._compiled[key] = stylize

@@ -38,6 +38,8 @@ def instance_norm(x, gamma, beta, eps: float):
     if keras.backend.backend() == "tensorflow" and batch is not None:
         import tensorflow as tf
 
+        # The fused kernel takes float32 scale and offset whatever the data type (bfloat16 runs).
+        gamma, beta = tf.cast(gamma, tf.float32), tf.cast(beta, tf.float32)
         return tf.concat([
             tf.compat.v1.nn.fused_batch_norm(x[i : i + 1], gamma[i], beta[i], epsilon=eps, is_training=True)[0]
             for i in range(batch)
