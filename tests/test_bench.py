@@ -42,7 +42,11 @@ def test_a_short_bench_reports_every_figure(tmp_path, capsys, threads):
     data = json.loads(out_json.read_text())
     assert data["system"]["cores"] >= 1 and "vidstyle_revision" in data["system"]
     points = data["points"]
-    assert [(p["point"]["batch"], p["point"]["temporal"]) for p in points] == [(1, "off"), (2, "off"), (1, "flow"), (2, "flow")]
+    # Every installed engine (onnxruntime, tf), each at every size x temporal x batch.
+    grid = [(1, "off"), (2, "off"), (1, "flow"), (2, "flow")]
+    engines = list(dict.fromkeys(p["point"]["engine"] for p in points))
+    assert sorted(engines) == ["onnxruntime", "tf"]
+    assert [(p["point"]["batch"], p["point"]["temporal"]) for p in points] == grid * 2
     for p in points:
         assert p["frames"] == 6 and p["fps"] > 0
         assert len(p["latencies"]) == 6 and 0 < p["latency_ms"]["p50"] <= p["latency_ms"]["p99"]
@@ -50,7 +54,7 @@ def test_a_short_bench_reports_every_figure(tmp_path, capsys, threads):
         assert p["macs_per_frame"] is None or p["macs_per_frame"] > 0
     assert "motion" in points[2]["stages"] and "motion" not in points[0]["stages"]
     rows = list(csv.reader(out_csv.open()))
-    assert len(rows) == 5 and rows[0][:2] == ["mode", "engine"]
+    assert len(rows) == 1 + len(points) and rows[0][:2] == ["mode", "engine"]
     threads.assert_back_to_start()
 
 
@@ -69,7 +73,7 @@ def test_bad_bench_settings_are_one_line_errors(capsys):
 def test_a_live_bench_counts_what_it_drops(tmp_path, threads):
     out = tmp_path / "live.json"
     # a camera far faster than 2 cores can stylize: frames must be dropped, not queued
-    assert main(["bench", "--mode", "live", "--size", "160x120", "--batch", "1", "--rate", "120",
+    assert main(["bench", "--mode", "live", "--engine", "onnxruntime", "--size", "160x120", "--batch", "1", "--rate", "120",
                  "--duration", "1", "--no-peak", "--json", str(out)]) == 0
     (point,) = json.loads(out.read_text())["points"]
     assert point["point"]["mode"] == "live"
