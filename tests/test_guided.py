@@ -167,12 +167,3 @@ def test_transcode_at_internal_scale_half_keeps_every_frame_full_size(clip_copy)
     assert len(b.frames) == len(a.frames) == 10 and b.times == a.times
     assert np.abs(b.frames[0].astype(int) - a.frames[0]).mean() > 20  # stylized, not copied
 
-
-def test_live_grows_by_guided_upsampling_only_when_it_shrank():
-    frame = sharp_picture(128, 96)
-    small = imageops.plan(128, 96, 64)
-    low = imageops.shrink(frame, small)
-    np.testing.assert_array_equal(imageops.grow_guided(low, small, frame), guided.upsample(low, frame))
-    tiny = imageops.plan(8, 8)  # scaled up to MIN_SIDE for the network: back down plainly
-    up = cv2.resize(frame[:8, :8], (16, 16))
-    np.testing.assert_array_equal(imageops.grow_guided(up, tiny, frame[:8, :8]), imageops.grow(up, tiny))

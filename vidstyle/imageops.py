@@ -99,17 +99,6 @@ def grow(out: np.ndarray, geom: Geometry) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def grow_guided(out: np.ndarray, geom: Geometry, guide: np.ndarray) -> np.ndarray:
-    """Processing size -> source size by guided upsampling (vidstyle.guided), ``guide`` the
-    source frame: its edges come back instead of the blur of a plain resize (live video,
-    which runs small). A processing size not smaller than the source's grows plainly."""
-    if geom.proc_w < geom.src_w and geom.proc_h < geom.src_h:
-        from .guided import upsample
-
-        return upsample(out, guide)
-    return grow(out, geom)
-
-
 def finish(stylized: np.ndarray, geom: Geometry) -> np.ndarray:
     """Network output -> frame at the source size (crop the pad, resize back)."""
     return grow(crop(stylized, geom), geom)
