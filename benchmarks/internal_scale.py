@@ -19,6 +19,10 @@ picture is a faithful small copy; a stylization at a smaller size is not one).
 ladder; 320x240 and 160x120 here) and grows the result to the camera's 640x480,
 then compared with the full-size stylization the same way.
 
+--live-seconds N: the live loop itself (paced synthetic 640x480 camera at 30 fps,
+adaptive size, flow), the result grown by the plain resize or guided upsampling,
+interleaved over --live-rounds: delivered fps, drops, latency.
+
 Timing: milliseconds per 640x480 frame for each method, 320x240 -> 640x480 and
 160x120 -> 640x480 (median and minimum of repeated runs, this process, shared
 machine). Results: benchmarks/results/internal-scale-*.json.
@@ -100,6 +104,35 @@ def timing(low: np.ndarray, guide: np.ndarray, repeats: int) -> dict[str, dict[s
     return out
 
 
+def live_run(grow: str, seconds: float) -> dict:
+    """vidstyle live's loop on the paced synthetic 640x480 camera at 30 fps (adaptive size,
+    flow smoothing at the processing size), the result grown to 640x480 by ``grow``."""
+
+    from vidstyle import adapt, guided, imageops, live, styles, temporal
+    from vidstyle.bench import latency_summary
+    from vidstyle.frame import Frame
+    from vidstyle.pipeline import Stage
+    from vidstyle.stylize import Stylizer
+    from vidstyle.transcode import stylize_stages
+
+    stylizer = Stylizer(styles.parse("7"))
+    sizing = adapt.for_camera(stylizer.run, *SIZE, 30.0)
+    smoother = temporal.create("flow")
+    stages = stylize_stages(stylizer, sizing, 1, smoother, smooth_at="processing")
+
+    def smooth(work):  # the "temporal" stage of stylize_stages, with the chosen way up
+        f = work.frame
+        out = smoother.blend(f.index, work.out, work.motion)
+        out = guided.upsample(out, f.image) if grow == "guided" else imageops.grow(out, work.geom)
+        yield Frame(f.index, f.pts, f.time_base, stylizer.touch_up(np.ascontiguousarray(out), f.image), f.captured)
+
+    stages = [Stage("temporal", smooth) if st.name == "temporal" else st for st in stages]
+    source = live.PacedSource(live.moving_pictures(*SIZE), rate=30, count=round(seconds * 30))
+    stats = live.run_live(source, stages, lambda frame: None, sizing=sizing)
+    return {"grow": grow, "fps": stats.fps, "drop_rate": stats.drop_rate, "latency_ms": latency_summary(stats.latencies),
+            "processing": f"{sizing.current.proc_w}x{sizing.current.proc_h}"}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=3, help="frames per clip (spread over the clip; default 3)")
@@ -107,7 +140,15 @@ def main(argv=None) -> int:
     p.add_argument("--scales", default="0.75,0.5")
     p.add_argument("--clips", default="cup,bikes,carphone")
     p.add_argument("--repeats", type=int, default=30, help="timing repeats per method (default 30)")
+    p.add_argument("--live-seconds", type=float, default=0.0,
+                   help="also run the live loop this long per way up (plain, guided), interleaved (default 0: skip)")
+    p.add_argument("--live-rounds", type=int, default=3)
     args = p.parse_args(argv)
+    if args.live_seconds > 0:
+        runs = [live_run(grow, args.live_seconds) for _ in range(args.live_rounds) for grow in ("plain", "guided")]
+        print(table([[r["grow"], r["processing"], round(r["fps"], 1), f"{r['drop_rate']:.0%}",
+                      round(r["latency_ms"]["p50"]), round(r["latency_ms"]["p95"])] for r in runs],
+                    ["live grow", "processing", "fps", "dropped", "p50 ms", "p95 ms"]), flush=True)
 
     from benchmarks.clips import real_frames
     from vidstyle import engines, imageops, styles
@@ -191,7 +232,8 @@ def main(argv=None) -> int:
     print(f"load average: {os.getloadavg()}")
     path = save_results(REPO / "benchmarks" / "results", "internal-scale",
                         {"system": system_block(), "args": vars(args), "bound": {"mad": BOUND_MAD, "ssim": BOUND_SSIM},
-                         "summary": summary, "rows": rows, "timing": times, "load_average": os.getloadavg()})
+                         "summary": summary, "rows": rows, "timing": times, "load_average": os.getloadavg(),
+                         "live": runs if args.live_seconds > 0 else None})
     print(f"wrote {path}")
     return 0
 
