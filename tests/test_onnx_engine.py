@@ -151,3 +151,16 @@ def test_auto_resolves_by_precision():
         engines.create("onnxruntime", "multistyle26", precision="bf16")
     with pytest.raises(EngineError, match="unknown precision"):
         engines.create("auto", "multistyle26", precision="fp16")
+
+
+def test_lanes_run_frames_side_by_side_and_leave_no_thread(frames, cache, threads):
+    lanes = ort_engine.ORTEngine("multistyle26")
+    single = ort_engine.ORTEngine("multistyle26", threads=1)
+    if lanes.lanes < 2:
+        pytest.skip("one core: no lanes")
+    batch = np.concatenate([frames, frames[::-1], frames[:1]])  # 5 frames: lanes of unequal length
+    mixed = np.eye(26, dtype=np.float32)[[0, 7, 19, 3, 7]]
+    for style in (STYLE, mixed):
+        got, want = lanes.run(batch, style), single.run(batch, style)
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    threads.assert_back_to_start()

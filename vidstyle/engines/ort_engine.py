@@ -8,6 +8,9 @@ free, and onnxruntime plans each new shape on its first run.
 """
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 
 from ..errors import EngineError
@@ -52,36 +55,86 @@ def model_file(model: str, precision: str):
     return model_cache.cached(model_cache.key(model, "int8", **parts), ".onnx", build_int8)
 
 
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class ORTEngine:
+    """``threads`` 0 (auto): a batch of several frames runs as parallel lanes, one frame
+    per core at a time on single-threaded sessions, and a single frame uses every core.
+    Measured on 2 cores (docs/cpu-speed.md): splitting the work of one frame across
+    threads costs a synchronisation at every layer and idles cores in the small ones,
+    so whole frames side by side deliver more frames per second. ``threads`` N: one
+    session with N intra-op threads for everything."""
+
     name = "onnxruntime"
 
     def __init__(self, model: str, threads: int = 0, precision: str = "fp32"):
         if precision not in PRECISIONS:
             raise EngineError(f"the onnxruntime engine computes in {' or '.join(PRECISIONS)}, not {precision}")
-        ort = _runtime()
         self.model, self.precision = model, precision
         path = model_file(model, precision)
+        self.lanes = usable_cores() if threads == 0 else 1
+        self._wide = self._session(path, threads)
+        self._narrow = self._session(path, 1) if self.lanes > 1 else self._wide
+
+    @staticmethod
+    def _session(path, threads: int):
+        ort = _runtime()
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads > 0:
             opts.intra_op_num_threads = threads
         try:
-            self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # a damaged cache file: say which, so it can be deleted
             raise EngineError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from None
-        self._closed = False
 
     def run(self, batch: np.ndarray, style: np.ndarray) -> np.ndarray:
         n, h, w, _ = batch.shape
         if h % 4 or w % 4:
             raise EngineError(f"frame size {w}x{h} is not a multiple of 4")
-        style = np.asarray(style, np.float32)
         batch = np.ascontiguousarray(batch, np.uint8)
-        if style.ndim == 1 or (style == style[:1]).all():
-            # The graph mixes one style's normalisation tables for the whole batch.
-            return self._session.run(None, {"image": batch, "style": np.ascontiguousarray(style.reshape(-1, style.shape[-1])[0])})[0]
-        return np.concatenate([self._session.run(None, {"image": batch[i:i + 1], "style": style[i]})[0] for i in range(n)])
+        rows = np.asarray(style, np.float32).reshape(-1, np.shape(style)[-1])
+        # The graph mixes one style's normalisation tables for a whole run: frames with
+        # different styles run apart.
+        uniform = len(rows) == 1 or bool((rows == rows[:1]).all())
+        if n == 1 or self.lanes == 1:
+            if uniform:
+                return self._infer(self._wide, batch, rows[0])
+            return np.concatenate([self._infer(self._wide, batch[i:i + 1], rows[i]) for i in range(n)])
+        return self._in_lanes(batch, rows if not uniform else np.broadcast_to(rows[:1], (n, rows.shape[1])))
+
+    @staticmethod
+    def _infer(session, images: np.ndarray, style: np.ndarray) -> np.ndarray:
+        return session.run(None, {"image": images, "style": np.ascontiguousarray(style)})[0]
+
+    def _in_lanes(self, batch: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Each frame on one core, ``lanes`` at a time: threads started per call (a few
+        microseconds against a frame's tens of milliseconds), so none outlives the run."""
+        out = np.empty_like(batch)
+        errors: list[BaseException] = []
+
+        def lane(k: int) -> None:
+            try:
+                for i in range(k, len(batch), self.lanes):
+                    out[i] = self._infer(self._narrow, batch[i:i + 1], rows[i])[0]
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                errors.append(exc)
+
+        helpers = [threading.Thread(target=lane, args=(k,), name=f"ort-lane-{k}") for k in range(1, self.lanes)]
+        for t in helpers:
+            t.start()
+        lane(0)
+        for t in helpers:
+            t.join()
+        if errors:
+            raise errors[0]
+        return out
 
     def close(self) -> None:
-        self._closed = True
+        pass
