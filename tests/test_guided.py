@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -55,18 +54,6 @@ def test_guided_upsampling_keeps_what_the_low_image_has():
     low = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     assert np.abs(guided.upsample(low, guide).astype(int) - guided.plain(low, 128, 96)).max() <= 1
     np.testing.assert_array_equal(guided.upsample(low, cv2.resize(guide, (64, 48))), low)
-
-
-def test_guided_upsampling_takes_a_few_milliseconds():
-    full = sharp_picture()
-    low = cv2.resize(full, (320, 240), interpolation=cv2.INTER_AREA)
-    guided.upsample(low, full)
-    times = []
-    for _ in range(10):
-        t0 = time.perf_counter()
-        guided.upsample(low, full)
-        times.append(time.perf_counter() - t0)
-    assert min(times) < 0.025, times  # ~4.5 ms on the 2-core development machine; shared-machine slack
 
 
 def test_internal_size_is_a_multiple_of_four():
