@@ -123,6 +123,28 @@ def pair_warp_error(a: np.ndarray, b: np.ndarray, motion: PairMotion) -> float:
     return float(sq.sum(-1)[motion.valid].mean())
 
 
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
+    """Structural similarity (Wang et al. 2004) of two H x W [x C] images on [0, data_range]:
+    11x11 Gaussian window, sigma 1.5, C1 = (0.01 R)^2, C2 = (0.03 R)^2, the map averaged
+    over the pixels and then over the channels (reflected borders)."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"ssim of differently shaped images: {a.shape} vs {b.shape}")
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)  # noqa: E731
+    chans = [a] if a.ndim == 2 else [a[..., c] for c in range(a.shape[-1])]
+    other = [b] if b.ndim == 2 else [b[..., c] for c in range(b.shape[-1])]
+    values = []
+    for x, y in zip(chans, other):
+        x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+        mx, my = blur(x), blur(y)
+        vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+        m = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+        values.append(m.mean())
+    return float(np.mean(values))
+
+
 @dataclass
 class Report:
     frames: int

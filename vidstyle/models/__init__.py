@@ -18,9 +18,9 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 NUM_STYLES = 26  # built-in styles of the multistyle network
 STYLE_DIM = 100  # length of the arbitrary-style embedding
 STYLE_IMAGE_SIZE = 256  # the style predictor's input side
-MODEL_NAMES = ("multistyle26", "arbitrary_transformer", "style_predictor")
+MODEL_NAMES = ("multistyle26", "arbitrary_transformer", "style_predictor", "student26")
 # Networks that stylize with the 26 built-in styles (same inputs, interchangeable).
-BUILTIN_NETWORKS = ("multistyle26",)
+BUILTIN_NETWORKS = ("multistyle26", "student26")
 
 
 def for_style(style_model: str, requested: str = "auto") -> str:
@@ -59,12 +59,13 @@ def load_weights(model, path: Path) -> None:
 
 
 def _builder(name: str):
-    from . import arbitrary, multistyle
+    from . import arbitrary, multistyle, student
 
     return {
         "multistyle26": multistyle.build_multistyle,
         "arbitrary_transformer": arbitrary.build_transformer,
         "style_predictor": arbitrary.build_predictor,
+        "student26": student.build_student,
     }[name]
 
 
