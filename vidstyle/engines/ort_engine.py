@@ -17,6 +17,8 @@ from ..errors import EngineError
 from . import model_cache
 
 PRECISIONS = ("fp32", "int8")
+DEVICES = ("cpu", "cuda")
+CUDA_PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def _runtime():
@@ -55,6 +57,27 @@ def model_file(model: str, precision: str):
     return model_cache.cached(model_cache.key(model, "int8", **parts), ".onnx", build_int8)
 
 
+def cuda_provider_available() -> bool:
+    """Whether this onnxruntime has the CUDA execution provider (the onnxruntime-gpu wheel)."""
+    try:
+        return "CUDAExecutionProvider" in _runtime().get_available_providers()
+    except EngineError:
+        return False
+
+
+def providers(device: str) -> list[str]:
+    """The execution providers for ``device``: on cuda, CUDA first with the CPU for any
+    node CUDA lacks; a one-line error when this onnxruntime has no CUDA provider."""
+    if device not in DEVICES:
+        raise EngineError(f"the onnxruntime engine runs on {' or '.join(DEVICES)}, not {device}")
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if not cuda_provider_available():
+        raise EngineError("onnxruntime has no CUDAExecutionProvider here (the CPU-only onnxruntime wheel "
+                          "is installed): pip install 'vidstyle[gpu]' for onnxruntime-gpu, see docs/gpu.md")
+    return list(CUDA_PROVIDERS)
+
+
 def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -68,21 +91,31 @@ class ORTEngine:
     Measured on 2 cores (docs/cpu-speed.md): splitting the work of one frame across
     threads costs a synchronisation at every layer and idles cores in the small ones,
     so whole frames side by side deliver more frames per second. ``threads`` N: one
-    session with N intra-op threads for everything."""
+    session with N intra-op threads for everything. ``device`` "cuda": one session on
+    the CUDA execution provider (no lanes: the GPU takes the whole batch at once)."""
 
     name = "onnxruntime"
 
-    def __init__(self, model: str, threads: int = 0, precision: str = "fp32"):
+    def __init__(self, model: str, threads: int = 0, precision: str = "fp32", device: str = "cpu"):
         if precision not in PRECISIONS:
             raise EngineError(f"the onnxruntime engine computes in {' or '.join(PRECISIONS)}, not {precision}")
-        self.model, self.precision = model, precision
+        if device == "cuda" and precision != "fp32":
+            raise EngineError(f"the onnxruntime engine computes in fp32 on cuda, not {precision} (int8 is a CPU path)")
+        self._providers = providers(device)  # before the export: a missing provider fails fast
+        self.model, self.precision, self.device = model, precision, device
+        if device != "cpu":
+            self.name = f"onnxruntime-{device}"
         path = model_file(model, precision)
-        self.lanes = usable_cores() if threads == 0 else 1
-        self._wide = self._session(path, threads)
+        self.lanes = usable_cores() if threads == 0 and device == "cpu" else 1
+        self._wide = self._session(path, threads, self._providers)
         self._narrow = self._session(path, 1) if self.lanes > 1 else self._wide
+        if device == "cuda" and "CUDAExecutionProvider" not in self._wide.get_providers():
+            # onnxruntime falls back to the CPU silently when the CUDA libraries fail to load.
+            raise EngineError("onnxruntime could not start its CUDA provider (CUDA 12 / cuDNN 9 libraries "
+                              "missing or no usable GPU); see docs/gpu.md")
 
     @staticmethod
-    def _session(path, threads: int):
+    def _session(path, threads: int, providers: list[str] | None = None):
         ort = _runtime()
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
@@ -90,7 +123,7 @@ class ORTEngine:
         if threads > 0:
             opts.intra_op_num_threads = threads
         try:
-            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # a damaged cache file: say which, so it can be deleted
             raise EngineError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from None
 
