@@ -24,7 +24,8 @@ def _add_engine_options(p: argparse.ArgumentParser, internal_scale: bool = True)
     from .engines import PRECISIONS
 
     g = p.add_argument_group("engine")
-    g.add_argument("--engine", default="auto", help="auto, tf or onnxruntime")
+    g.add_argument("--engine", default="auto",
+                   help="auto, tensorrt, onnxruntime-cuda, onnxruntime, tf or tf-trt (auto: the fastest here; docs/gpu.md)")
     g.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0: one per core)")
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="arithmetic of the network (default auto: the engine's fastest within the quality bound)")
@@ -102,7 +103,7 @@ def create_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure frames/s, latency and where the time goes, per setting")
     b.add_argument("input", type=Path, nargs="?", help="a video file (default: a synthetic clip of each --size)")
     b.add_argument("--engine", default="all", help="comma list, or all available (default)")
-    b.add_argument("--precision", default="auto", help="comma list of auto,fp32,bf16,int8 (default auto)")
+    b.add_argument("--precision", default="auto", help="comma list of auto,fp32,fp16,bf16,int8 (default auto)")
     b.add_argument("--model", default="auto", help="comma list of auto,multistyle26,student26 (default auto)")
     b.add_argument("--batch", default="4", help="comma list, e.g. 1,2,4,8 (default 4)")
     b.add_argument("--size", default="640x360", help="comma list of WxH (default 640x360)")

@@ -11,20 +11,35 @@ import threading
 from ..errors import EngineError
 from .base import Engine
 
-ENGINES = ("onnxruntime", "tf")
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+ENGINES = ("tensorrt", "onnxruntime-cuda", "onnxruntime", "tf", "tf-trt")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 
 
 def available() -> list[str]:
-    """Engines that can run here, fastest first."""
-    # find_spec, not import: choosing an engine must not pay TensorFlow's start-up.
-    return [name for name, module in (("onnxruntime", "onnxruntime"), ("tf", "tensorflow"))
-            if importlib.util.find_spec(module)]
+    """Engines that can run here, fastest first: on an NVIDIA machine TensorRT, then
+    onnxruntime on CUDA, then the CPU engines. tf-trt is never listed (it converts for
+    minutes and exists only in TensorFlow <= 2.17): ask for it by name."""
+    from . import gpu
+
+    # find_spec, not import: choosing an engine must not pay TensorFlow's start-up, and
+    # on a machine without a GPU nothing GPU-side is imported or probed beyond /proc.
+    found = []
+    if gpu.gpu_present():
+        if gpu.tensorrt_installed():
+            found.append("tensorrt")
+        if gpu.ort_cuda_available():
+            found.append("onnxruntime-cuda")
+    return found + [name for name, module in (("onnxruntime", "onnxruntime"), ("tf", "tensorflow"))
+                    if importlib.util.find_spec(module)]
 
 
 # Which engine computes which precision: bf16 through TensorFlow's oneDNN kernels, int8
-# through onnxruntime's; fp32 on both.
-PRECISION_ENGINES = {"fp32": ("onnxruntime", "tf"), "bf16": ("tf",), "int8": ("onnxruntime",)}
+# through onnxruntime's on the CPU, fp16 through TensorRT (and TF-TRT); fp32 on all.
+PRECISION_ENGINES = {"fp32": ("tensorrt", "onnxruntime-cuda", "onnxruntime", "tf", "tf-trt"),
+                     "fp16": ("tensorrt", "tf-trt"), "bf16": ("tf",), "int8": ("onnxruntime",)}
+# What "auto" computes in, per engine: the GPU engines in fp16 (TensorRT's fast path),
+# the CPU ones in fp32 (docs/cpu-speed.md).
+AUTO_PRECISION = {"tensorrt": "fp16", "tf-trt": "fp16"}
 
 
 def resolve(name: str, precision: str = "auto") -> str:
@@ -34,8 +49,9 @@ def resolve(name: str, precision: str = "auto") -> str:
     if name == "auto":
         present = [e for e in available() if e in can]
         if not present:
-            raise EngineError(f"no installed engine computes in {precision}; pip install "
-                              + ("onnxruntime" if "onnxruntime" in can else "tensorflow"))
+            hint = ("onnxruntime" if "onnxruntime" in can else "tensorflow" if "tf" in can
+                    else "'vidstyle[gpu]' on a machine with an NVIDIA GPU (docs/gpu.md)")
+            raise EngineError(f"no installed engine computes in {precision}; pip install {hint}")
         return present[0]
     if name in ENGINES and name not in can:
         raise EngineError(f"the {name} engine does not compute in {precision}; {' or '.join(can)} does")
@@ -54,19 +70,33 @@ def create(name: str, model: str, threads: int = 0, precision: str = "auto") -> 
         return shared_engine(model, threads, "fp32" if precision == "auto" else precision)
     if name == "onnxruntime":
         return _shared_ort(model, threads, "fp32" if precision == "auto" else precision)
+    if precision == "auto":
+        precision = AUTO_PRECISION.get(name, "fp32")
+    if name == "onnxruntime-cuda":
+        return _shared_ort(model, threads, precision, device="cuda")
+    if name == "tensorrt":
+        from .trt_engine import shared_engine as shared_trt
+
+        return shared_trt(model, precision)
+    if name == "tf-trt":
+        from .tftrt_engine import TFTRTEngine
+
+        return TFTRTEngine(model, precision=precision)
     raise EngineError(f"unknown engine {name!r}; available here: {', '.join(available()) or 'none'}")
 
 
-_ORT: dict[tuple[str, int, str], Engine] = {}
+_ORT: dict[tuple, Engine] = {}
 _ORT_LOCK = threading.Lock()
 
 
-def _shared_ort(model: str, threads: int, precision: str) -> Engine:
-    """One onnxruntime session per (model, threads, precision) per process: sessions are
-    safe to call from several threads, and a second pipeline skips loading the file."""
+def _shared_ort(model: str, threads: int, precision: str, device: str = "cpu") -> Engine:
+    """One onnxruntime session per (model, threads, precision, device) per process:
+    sessions are safe to call from several threads, and a second pipeline skips loading
+    the file."""
     from .ort_engine import ORTEngine
 
+    key = (model, threads, precision) if device == "cpu" else (model, threads, precision, device)
     with _ORT_LOCK:
-        if (model, threads, precision) not in _ORT:
-            _ORT[(model, threads, precision)] = ORTEngine(model, threads=threads, precision=precision)
-        return _ORT[(model, threads, precision)]
+        if key not in _ORT:
+            _ORT[key] = ORTEngine(model, threads=threads, precision=precision, device=device)
+        return _ORT[key]

@@ -1,0 +1,527 @@
+"""TensorRT engine: the ONNX export built into a TensorRT plan for the stream's frame size.
+
+- Source: the same ONNX file the onnxruntime engine runs (onnx_export.py), uint8 NHWC in
+  and out, so the uint8 -> float conversion, the NHWC <-> NCHW transposes and the final
+  rounding run on the GPU inside the plan: the host copies a quarter of the bytes a
+  float32 interface would, and touches no pixel.
+- One plan per frame size, with an optimisation profile for batch 1..B (B: the largest
+  batch asked for so far, at least ``VIDSTYLE_TRT_MAX_BATCH``, default 8). A batch
+  larger than B runs as several chunks, pipelined.
+- FP16: TensorRT 10 through the builder's FP16 flag, with the instance norms, the style
+  path and the output tail pinned to float32 (the same split fp16.py writes); TensorRT
+  11 has no FP16 flag and builds a strongly typed network from the float16 ONNX of
+  fp16.py. FP32: the float32 ONNX with TF32 switched off.
+- Serialized plans are cached on disk (model_cache) under ``plan_key``: the weights
+  hash, the TensorRT version, the GPU name, the precision and the shape profile.
+- Transfers: pinned host buffers, one non-default stream each for upload, inference and
+  download, and two slots of buffers, so batch k+1 uploads while batch k runs and batch
+  k downloads while k+1 runs. ``submit`` returns at once; ``run`` is submit + result.
+- Device memory through cuda-python (``cuda.bindings.runtime`` or ``cuda.cudart``),
+  else cupy, else torch: whichever imports.
+
+Everything is imported lazily: ``import vidstyle.engines.trt_engine`` works anywhere;
+creating the engine without TensorRT, a GPU or a CUDA binding is a one-line EngineError.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+
+import numpy as np
+
+from ..errors import EngineError
+from . import gpu, model_cache
+
+PRECISIONS = ("fp16", "fp32")
+SLOTS = 2
+DEFAULT_MAX_BATCH = 8
+
+
+def _tensorrt():
+    try:
+        import tensorrt
+    except ImportError:
+        raise EngineError("the tensorrt engine needs TensorRT, which is not installed: "
+                          "pip install 'vidstyle[gpu]' (tensorrt-cu12), see docs/gpu.md") from None
+    except Exception as exc:  # a wheel whose CUDA libraries fail to load
+        raise EngineError(f"TensorRT is installed but does not load: {str(exc).splitlines()[0]}") from None
+    return tensorrt
+
+
+def check_gpu() -> str:
+    """The first GPU's name, or a one-line error when the machine shows no NVIDIA GPU."""
+    names = gpu.nvidia_gpus()
+    if not names:
+        raise EngineError("no NVIDIA GPU or driver visible here (no /proc/driver/nvidia, nvidia-smi lists "
+                          "none): the tensorrt engine needs one; use --engine onnxruntime on the CPU")
+    return names[0]
+
+
+def max_batch_default() -> int:
+    try:
+        return max(1, int(os.environ.get("VIDSTYLE_TRT_MAX_BATCH", DEFAULT_MAX_BATCH)))
+    except ValueError:
+        raise EngineError("VIDSTYLE_TRT_MAX_BATCH must be a whole number") from None
+
+
+def plan_key(model: str, precision: str, trt_version: str, gpu_name: str, max_batch: int,
+             height: int, width: int) -> str:
+    """The cache name of a serialized plan: it changes with the weights, the TensorRT
+    version, the GPU, the precision and the shape profile (batch 1..max_batch at
+    height x width), and with nothing else."""
+    gpu_tag = "".join(c if c.isalnum() else "_" for c in gpu_name)
+    return model_cache.key(model, precision, trt=trt_version, gpu=gpu_tag,
+                           profile=f"b1-{max_batch}_{height}x{width}")
+
+
+# --- CUDA memory, streams and events: one small adapter per binding ----------------------
+
+
+class _Buf:
+    def __init__(self, ptr: int, array=None, keep=None):
+        self.ptr, self.array, self.keep = int(ptr), array, keep
+
+
+def _host_array(ptr: int, n: int) -> np.ndarray:
+    return np.ctypeslib.as_array((ctypes.c_uint8 * n).from_address(int(ptr)))
+
+
+class _Handle(int):
+    @property
+    def handle(self) -> int:
+        return int(self)
+
+
+class _CudaRuntime:
+    """cuda-python's runtime bindings: every call returns (error, *values)."""
+
+    def __init__(self, rt):
+        self.rt = rt
+        self.name = "cuda-python"
+
+    def _ok(self, result):
+        err, *values = result if isinstance(result, tuple) else (result,)
+        if err != self.rt.cudaError_t.cudaSuccess:
+            name = self.rt.cudaGetErrorName(err)[1]
+            raise EngineError(f"CUDA error {name.decode() if isinstance(name, bytes) else name}")
+        return values[0] if len(values) == 1 else values
+
+    def device_count(self) -> int:
+        return int(self._ok(self.rt.cudaGetDeviceCount()))
+
+    def device_name(self) -> str:
+        name = self._ok(self.rt.cudaGetDeviceProperties(0)).name
+        return (name.decode(errors="replace") if isinstance(name, bytes) else str(name)).rstrip("\x00").strip()
+
+    def alloc(self, n: int) -> _Buf:
+        return _Buf(int(self._ok(self.rt.cudaMalloc(n))))
+
+    def host(self, n: int) -> _Buf:
+        ptr = int(self._ok(self.rt.cudaMallocHost(n)))
+        return _Buf(ptr, _host_array(ptr, n))
+
+    def free(self, buf: _Buf) -> None:
+        self._ok(self.rt.cudaFreeHost(buf.ptr) if buf.array is not None else self.rt.cudaFree(buf.ptr))
+
+    def stream(self):
+        # Kept as a plain int handle: cuda-python's calls take ints for streams, as TensorRT does.
+        return _Handle(int(self._ok(self.rt.cudaStreamCreateWithFlags(self.rt.cudaStreamNonBlocking))))
+
+    def event(self):
+        return self._ok(self.rt.cudaEventCreateWithFlags(self.rt.cudaEventDisableTiming))
+
+    def record(self, event, stream) -> None:
+        self._ok(self.rt.cudaEventRecord(event, stream))
+
+    def wait(self, stream, event) -> None:
+        self._ok(self.rt.cudaStreamWaitEvent(stream, event, 0))
+
+    def sync(self, event) -> None:
+        self._ok(self.rt.cudaEventSynchronize(event))
+
+    def h2d(self, dst: _Buf, src: _Buf, n: int, stream) -> None:
+        self._ok(self.rt.cudaMemcpyAsync(dst.ptr, src.ptr, n, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
+
+    def d2h(self, dst: _Buf, src: _Buf, n: int, stream) -> None:
+        self._ok(self.rt.cudaMemcpyAsync(dst.ptr, src.ptr, n, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
+
+
+class _Cupy:
+    """cupy.cuda.runtime: the same runtime calls on raw pointers; errors raise."""
+
+    def __init__(self, cupy):
+        self.rt = cupy.cuda.runtime
+        self.name = "cupy"
+
+    def device_count(self) -> int:
+        return int(self.rt.getDeviceCount())
+
+    def device_name(self) -> str:
+        name = self.rt.getDeviceProperties(0)["name"]
+        return (name.decode() if isinstance(name, bytes) else str(name)).strip()
+
+    def alloc(self, n: int) -> _Buf:
+        return _Buf(self.rt.malloc(n))
+
+    def host(self, n: int) -> _Buf:
+        ptr = self.rt.hostAlloc(n, 0)
+        return _Buf(ptr, _host_array(ptr, n))
+
+    def free(self, buf: _Buf) -> None:
+        (self.rt.freeHost if buf.array is not None else self.rt.free)(buf.ptr)
+
+    def stream(self):
+        return _Handle(self.rt.streamCreateWithFlags(1))  # cudaStreamNonBlocking
+
+    def event(self):
+        return self.rt.eventCreateWithFlags(2)  # cudaEventDisableTiming
+
+    def record(self, event, stream) -> None:
+        self.rt.eventRecord(event, int(stream))
+
+    def wait(self, stream, event) -> None:
+        self.rt.streamWaitEvent(int(stream), event, 0)
+
+    def sync(self, event) -> None:
+        self.rt.eventSynchronize(event)
+
+    def h2d(self, dst: _Buf, src: _Buf, n: int, stream) -> None:
+        self.rt.memcpyAsync(dst.ptr, src.ptr, n, 1, int(stream))  # cudaMemcpyHostToDevice
+
+    def d2h(self, dst: _Buf, src: _Buf, n: int, stream) -> None:
+        self.rt.memcpyAsync(dst.ptr, src.ptr, n, 2, int(stream))  # cudaMemcpyDeviceToHost
+
+
+class _Torch:
+    """torch: buffers are tensors (pinned on the host), copies are tensor copies queued
+    on torch streams."""
+
+    def __init__(self, torch):
+        self.torch = torch
+        self.name = "torch"
+
+    def device_count(self) -> int:
+        return int(self.torch.cuda.device_count())
+
+    def device_name(self) -> str:
+        return self.torch.cuda.get_device_name(0)
+
+    def alloc(self, n: int) -> _Buf:
+        t = self.torch.empty(n, dtype=self.torch.uint8, device="cuda")
+        return _Buf(t.data_ptr(), keep=t)
+
+    def host(self, n: int) -> _Buf:
+        t = self.torch.empty(n, dtype=self.torch.uint8, pin_memory=True)
+        return _Buf(t.data_ptr(), t.numpy(), keep=t)
+
+    def free(self, buf: _Buf) -> None:
+        buf.keep = None
+
+    def stream(self):
+        s = self.torch.cuda.Stream()
+        s.handle = s.cuda_stream
+        return s
+
+    def event(self):
+        return self.torch.cuda.Event()
+
+    def record(self, event, stream) -> None:
+        event.record(stream)
+
+    def wait(self, stream, event) -> None:
+        stream.wait_event(event)
+
+    def sync(self, event) -> None:
+        event.synchronize()
+
+    def _copy(self, dst: _Buf, src: _Buf, n: int, stream) -> None:
+        with self.torch.cuda.stream(stream):
+            dst.keep[:n].copy_(src.keep[:n], non_blocking=True)
+
+    h2d = d2h = _copy
+
+
+def cuda_backend():
+    """The first importable CUDA binding: cuda-python, cupy, torch (with CUDA)."""
+    for module in ("cuda.bindings.runtime", "cuda.cudart"):
+        try:
+            return _CudaRuntime(__import__(module, fromlist=["_"]))
+        except ImportError:
+            continue
+    try:
+        import cupy
+
+        return _Cupy(cupy)
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return _Torch(torch)
+    except ImportError:
+        pass
+    raise EngineError("the tensorrt engine needs a CUDA binding for GPU memory: pip install cuda-python "
+                      "(part of 'vidstyle[gpu]'), or have torch or cupy with CUDA installed")
+
+
+# --- building ------------------------------------------------------------------------------
+
+
+def _logger(trt):
+    class Logger(trt.ILogger):
+        """Keeps TensorRT's last error line for the EngineError; prints nothing."""
+
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.last_error = ""
+
+        def log(self, severity, msg):
+            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                self.last_error = str(msg).strip().splitlines()[-1] if str(msg).strip() else ""
+
+    return Logger()
+
+
+def pinned_layer(layer_name: str, node_names: set[str]) -> bool:
+    """Whether a TensorRT layer comes from one of ``node_names``: the ONNX parser names a
+    layer after its node, sometimes with a prefix or a suffix ("/norm_12", "node_of_norm_12",
+    "norm_12_cast"), so a name matches whole ("norm_1" is not "norm_12")."""
+    for name in node_names:
+        start = layer_name.find(name)
+        while start >= 0:
+            before = layer_name[start - 1] if start else ""
+            after = layer_name[start + len(name):start + len(name) + 1]
+            if not before.isalnum() and not after.isdigit():
+                return True
+            start = layer_name.find(name, start + 1)
+    return False
+
+
+def fp16_flag(trt) -> bool:
+    """Whether this TensorRT has the FP16 builder flag (10.x; 11 builds strongly typed)."""
+    return hasattr(trt.BuilderFlag, "FP16")
+
+
+def build_plan(trt, logger, onnx_bytes: bytes, precision: str, max_batch: int, height: int, width: int,
+               label: str) -> bytes:
+    """A serialized plan of ``onnx_bytes`` for batch 1..max_batch at height x width."""
+    import onnx
+
+    from .fp16 import float32_node_names, fp16_bytes
+
+    what = f"the {label} engine ({precision}, {width}x{height}, batch 1..{max_batch})"
+    strongly_typed = precision == "fp16" and not fp16_flag(trt)
+    if strongly_typed:
+        onnx_bytes = fp16_bytes(onnx_bytes)
+    builder = trt.Builder(logger)
+    flags = 0
+    if strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_bytes):
+        first = parser.get_error(0).desc() if parser.num_errors else logger.last_error
+        raise EngineError(f"TensorRT cannot parse {what}: {first}")
+    config = builder.create_builder_config()
+    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # fp32 means float32, not TensorFloat-32
+    if precision == "fp16" and not strongly_typed:
+        config.set_flag(trt.BuilderFlag.FP16)
+        keep = float32_node_names(onnx.ModelProto.FromString(onnx_bytes).graph)
+        floats = (trt.float32, trt.float16)
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            if pinned_layer(layer.name, keep) and layer.num_outputs \
+                    and layer.get_output(0).dtype in floats:
+                layer.precision = trt.float32
+                for k in range(layer.num_outputs):
+                    layer.set_output_type(k, trt.float32)
+        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+    profile = builder.create_optimization_profile()
+    profile.set_shape("image", (1, height, width, 3), (max_batch, height, width, 3), (max_batch, height, width, 3))
+    config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise EngineError(f"TensorRT could not build {what}: {logger.last_error or 'no error logged'}")
+    return bytes(plan)
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+class _Slot:
+    def __init__(self, cuda, frame_bytes: int, max_batch: int, style_bytes: int):
+        n = frame_bytes * max_batch
+        self.host_in, self.host_out = cuda.host(n), cuda.host(n)
+        self.dev_in, self.dev_out = cuda.alloc(n), cuda.alloc(n)
+        self.host_style, self.dev_style = cuda.host(style_bytes), cuda.alloc(style_bytes)
+        self.uploaded, self.done, self.downloaded = cuda.event(), cuda.event(), cuda.event()
+        self.pending: Pending | None = None
+
+    def buffers(self):
+        return (self.host_in, self.host_out, self.dev_in, self.dev_out, self.host_style, self.dev_style)
+
+
+class Pending:
+    """A submitted batch; ``result()`` waits for its download and returns N,H,W,3 uint8."""
+
+    def __init__(self, runner: "_Runner", slot: _Slot, n: int):
+        self._runner, self._slot, self._n, self._out = runner, slot, n, None
+
+    def result(self) -> np.ndarray:
+        if self._out is None:
+            self._runner.cuda.sync(self._slot.downloaded)
+            h, w = self._runner.height, self._runner.width
+            self._out = self._slot.host_out.array[: self._n * h * w * 3].reshape(self._n, h, w, 3).copy()
+            if self._slot.pending is self:
+                self._slot.pending = None
+        return self._out
+
+
+class _Runner:
+    """One plan (one frame size), its execution context, three streams and the slots."""
+
+    def __init__(self, trt, logger, cuda, plan: bytes, height: int, width: int, max_batch: int, dim: int):
+        self.cuda, self.height, self.width, self.max_batch = cuda, height, width, max_batch
+        self._runtime = trt.Runtime(logger)
+        self.engine = self._runtime.deserialize_cuda_engine(plan)
+        if self.engine is None:
+            raise EngineError(f"TensorRT cannot load the cached plan: {logger.last_error or 'no error logged'}")
+        self.context = self.engine.create_execution_context()
+        self.up, self.compute, self.down = cuda.stream(), cuda.stream(), cuda.stream()
+        self.frame_bytes = height * width * 3
+        self.slots = [_Slot(cuda, self.frame_bytes, max_batch, dim * 4) for _ in range(SLOTS)]
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def submit(self, batch: np.ndarray, style: np.ndarray) -> Pending:
+        n = len(batch)
+        size = n * self.frame_bytes
+        cuda = self.cuda
+        with self._lock:
+            slot = self.slots[self._next]
+            self._next = (self._next + 1) % len(self.slots)
+            if slot.pending is not None:  # its last batch was never collected: keep it before reuse
+                slot.pending.result()
+            cuda.sync(slot.downloaded)  # (recorded at least once below, or never: then a no-op)
+            slot.host_in.array[:size] = batch.reshape(-1)
+            slot.host_style.array[:] = np.ascontiguousarray(style, np.float32).view(np.uint8)
+            cuda.h2d(slot.dev_in, slot.host_in, size, self.up)
+            cuda.h2d(slot.dev_style, slot.host_style, style.nbytes, self.up)
+            cuda.record(slot.uploaded, self.up)
+            cuda.wait(self.compute, slot.uploaded)
+            ctx = self.context
+            ctx.set_input_shape("image", (n, self.height, self.width, 3))
+            ctx.set_tensor_address("image", slot.dev_in.ptr)
+            ctx.set_tensor_address("style", slot.dev_style.ptr)
+            ctx.set_tensor_address("stylized", slot.dev_out.ptr)
+            if not ctx.execute_async_v3(self.compute.handle):
+                raise EngineError("TensorRT could not enqueue the batch")
+            cuda.record(slot.done, self.compute)
+            cuda.wait(self.down, slot.done)
+            cuda.d2h(slot.host_out, slot.dev_out, size, self.down)
+            cuda.record(slot.downloaded, self.down)
+            slot.pending = Pending(self, slot, n)
+            return slot.pending
+
+    def close(self) -> None:
+        for slot in self.slots:
+            if slot.pending is not None:
+                slot.pending.result()
+            for buf in slot.buffers():
+                self.cuda.free(buf)
+        self.slots = []
+
+
+class TRTEngine:
+    name = "tensorrt"
+
+    def __init__(self, model: str, precision: str = "fp16", max_batch: int | None = None):
+        if precision not in PRECISIONS:
+            raise EngineError(f"the tensorrt engine computes in {' or '.join(PRECISIONS)}, not {precision}")
+        self.trt = _tensorrt()
+        check_gpu()
+        self.cuda = cuda_backend()
+        try:
+            count = self.cuda.device_count()
+        except Exception as exc:  # noqa: BLE001 - a driver/runtime mismatch surfaces here
+            raise EngineError(f"the CUDA driver is not usable: {str(exc).splitlines()[0]}") from None
+        if count < 1:
+            raise EngineError("CUDA sees no GPU (CUDA_VISIBLE_DEVICES empty?): the tensorrt engine needs one")
+        self.gpu_name = self.cuda.device_name()
+        self.model, self.precision = model, precision
+        self.max_batch = max_batch or max_batch_default()
+        self._logger = _logger(self.trt)
+        from .ort_engine import model_file
+
+        self._onnx = model_file(model, "fp32")  # the float32 export, cached
+        from ..models import pretrained
+
+        self.dim = int(pretrained(model).inputs[1].shape[-1])
+        self._runners: dict[tuple[int, int], _Runner] = {}
+        self._lock = threading.Lock()
+
+    def plan_file(self, height: int, width: int):
+        name = plan_key(self.model, self.precision, self.trt.__version__, self.gpu_name, self.max_batch, height, width)
+        return model_cache.cached(name, ".plan", lambda: build_plan(
+            self.trt, self._logger, self._onnx.read_bytes(), self.precision, self.max_batch, height, width,
+            self.model))
+
+    def runner(self, height: int, width: int) -> _Runner:
+        with self._lock:
+            if (height, width) not in self._runners:
+                plan = self.plan_file(height, width).read_bytes()
+                self._runners[(height, width)] = _Runner(self.trt, self._logger, self.cuda, plan, height, width,
+                                                         self.max_batch, self.dim)
+            return self._runners[(height, width)]
+
+    def submit(self, batch: np.ndarray, style: np.ndarray) -> list[Pending]:
+        """Queue ``batch`` (chunks of at most max_batch, one style row each run) and return
+        at once; each Pending's result() is one chunk's frames, in order."""
+        n, h, w, _ = batch.shape
+        if h % 4 or w % 4:
+            raise EngineError(f"frame size {w}x{h} is not a multiple of 4")
+        batch = np.ascontiguousarray(batch, np.uint8)
+        rows = np.asarray(style, np.float32).reshape(-1, np.shape(style)[-1])
+        runner = self.runner(h, w)
+        if len(rows) == 1 or bool((rows == rows[:1]).all()):
+            step = self.max_batch
+            return [runner.submit(batch[i:i + step], rows[0]) for i in range(0, n, step)]
+        # The plan mixes one style's norm tables per run: frames with different styles run apart.
+        return [runner.submit(batch[i:i + 1], rows[i]) for i in range(n)]
+
+    def run(self, batch: np.ndarray, style: np.ndarray) -> np.ndarray:
+        pending = self.submit(batch, style)  # every chunk queued before the first is awaited
+        parts = [p.result() for p in pending]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def stream(self, batches, style: np.ndarray):
+        """Stylize an iterable of batches with up to ``SLOTS`` in flight: batch k+1 is
+        uploaded while k computes, and k is downloaded while k+1 computes."""
+        queue: list[list[Pending]] = []
+        for batch in batches:
+            queue.append(self.submit(batch, style))
+            if len(queue) >= SLOTS:
+                yield np.concatenate([p.result() for p in queue.pop(0)])
+        for pending in queue:
+            yield np.concatenate([p.result() for p in pending])
+
+    def close(self) -> None:
+        with self._lock:
+            for runner in self._runners.values():
+                runner.close()
+            self._runners.clear()
+
+
+_SHARED: dict[tuple[str, str], TRTEngine] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_engine(model: str, precision: str = "fp16") -> TRTEngine:
+    """One engine per (model, precision) per process: plans and buffers are reused."""
+    with _SHARED_LOCK:
+        if (model, precision) not in _SHARED:
+            _SHARED[(model, precision)] = TRTEngine(model, precision)
+        return _SHARED[(model, precision)]
