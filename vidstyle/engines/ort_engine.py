@@ -75,6 +75,12 @@ def providers(device: str) -> list[str]:
     if not cuda_provider_available():
         raise EngineError("onnxruntime has no CUDAExecutionProvider here (the CPU-only onnxruntime wheel "
                           "is installed): pip install 'vidstyle[gpu]' for onnxruntime-gpu, see docs/gpu.md")
+    preload = getattr(_runtime(), "preload_dlls", None)  # onnxruntime-gpu >= 1.21: CUDA/cuDNN from the nvidia-* wheels
+    if preload is not None:
+        try:
+            preload()
+        except Exception:  # noqa: BLE001 - system libraries may still be found; the session says if not
+            pass
     return list(CUDA_PROVIDERS)
 
 
