@@ -1,0 +1,444 @@
+"""The GPU engines up to the GPU call, on a CPU-only machine: plan cache keys, the float16
+ONNX pass (structure and numbers), the one-line errors where TensorRT, a GPU, TF-TRT or
+onnxruntime's CUDA provider is missing (each really missing here), --engine auto's order
+when the GPU probe says a GPU is present, and the TensorRT engine's buffer and stream
+handling against a host-memory stand-in for CUDA and TensorRT (nothing here has run on
+a GPU: docs/gpu.md)."""
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import itertools
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.clips import real_frames  # noqa: E402
+from vidstyle import engines  # noqa: E402
+from vidstyle.cli import create_parser  # noqa: E402
+from vidstyle.engines import fp16, gpu, ort_engine, tftrt_engine, trt_engine  # noqa: E402
+from vidstyle.errors import EngineError  # noqa: E402
+
+STYLE = np.eye(26, dtype=np.float32)[7]
+FLOAT, HALF = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+
+
+@pytest.fixture(autouse=True)
+def fresh_probes():
+    gpu.nvidia_gpus.cache_clear()
+    gpu.ort_cuda_available.cache_clear()
+    yield
+    gpu.nvidia_gpus.cache_clear()
+    gpu.ort_cuda_available.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def fp32_model():
+    return onnx.load(str(ort_engine.model_file("multistyle26", "fp32")))
+
+
+@pytest.fixture(scope="module")
+def fp16_model(fp32_model):
+    return fp16.convert(fp32_model)
+
+
+# --- plan cache key --------------------------------------------------------------------------
+
+
+def test_plan_key_changes_with_each_part_and_nothing_else():
+    base = dict(model="multistyle26", precision="fp16", trt_version="10.16.1", gpu_name="NVIDIA H100 80GB HBM3",
+                max_batch=8, height=1080, width=1920)
+    key = trt_engine.plan_key(**base)
+    assert key == trt_engine.plan_key(**base)  # a pure function of its inputs
+    assert key.startswith("multistyle26-fp16-")
+    changes = dict(model="arbitrary_transformer", precision="fp32", trt_version="11.0.0", gpu_name="NVIDIA H200",
+                   max_batch=4, height=720, width=1280)
+    keys = {key}
+    for part, value in changes.items():
+        other = trt_engine.plan_key(**{**base, part: value})
+        assert other != key, part
+        keys.add(other)
+    assert len(keys) == len(changes) + 1
+    # height and width are not interchangeable
+    assert trt_engine.plan_key(**{**base, "height": 1920, "width": 1080}) != key
+
+
+def test_plan_key_changes_with_the_weights(monkeypatch):
+    from vidstyle.engines import model_cache
+
+    args = ("multistyle26", "fp16", "10.16.1", "NVIDIA H100", 8, 720, 1280)
+    before = trt_engine.plan_key(*args)
+    monkeypatch.setattr(model_cache, "weights_digest", lambda model: "0123456789abcdef")
+    assert trt_engine.plan_key(*args) != before
+
+
+# --- float16 ONNX ----------------------------------------------------------------------------
+
+
+def test_fp16_model_keeps_the_interface(fp32_model, fp16_model):
+    io = lambda m: [(v.name, v.type.tensor_type.elem_type) for v in (*m.graph.input, *m.graph.output)]  # noqa: E731
+    assert io(fp16_model) == io(fp32_model) == [("image", onnx.TensorProto.UINT8), ("style", FLOAT),
+                                                ("stylized", onnx.TensorProto.UINT8)]
+    onnx.checker.check_model(fp16_model)
+    assert fp16_model.ByteSize() < 0.7 * fp32_model.ByteSize()  # the conv weights are half the bytes
+
+
+def test_fp16_model_types(fp16_model):
+    g = onnx.shape_inference.infer_shapes(fp16_model, strict_mode=True).graph
+    kind = {v.name: v.type.tensor_type.elem_type for v in (*g.value_info, *g.input, *g.output)}
+    kind.update({i.name: i.data_type for i in g.initializer})
+    nodes = list(g.node)
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    norms = [n for n in nodes if n.op_type == "InstanceNormalization"]
+    assert convs and norms
+    for n in convs:  # the frame path in float16, weights stored as float16
+        assert all(kind[name] == HALF for name in n.input), n.name
+        assert kind[n.output[0]] == HALF
+    for n in norms:  # norm statistics in float32, casts on both sides
+        assert all(kind[name] == FLOAT for name in n.input), n.name
+        producer = next(p for p in nodes if n.input[0] in p.output)
+        assert producer.op_type == "Cast"
+        consumers = [c for c in nodes if n.output[0] in c.input]
+        assert consumers and all(c.op_type == "Cast" for c in consumers)
+    first = next(n for n in nodes if "image" in n.input)  # uint8 -> float16 directly
+    assert first.op_type == "Cast" and first.attribute[0].i == HALF
+    # the output tail (x255, +0.5, floor, clip) in float32, then uint8
+    last = next(n for n in nodes if "stylized" in n.output)
+    assert last.op_type == "Cast" and last.attribute[0].i == onnx.TensorProto.UINT8
+    for op in ("Floor", "Clip"):
+        (n,) = [n for n in nodes if n.op_type == op]
+        assert kind[n.output[0]] == FLOAT
+    for n in nodes:  # Resize's scales stay float32
+        if n.op_type == "Resize":
+            assert kind[n.input[2]] == FLOAT
+    names = fp16.float32_node_names(fp16_model.graph)
+    assert {n.name for n in norms} <= names and not {n.name for n in convs} & names
+
+
+def test_fp16_model_numbers_on_real_frames(fp32_model, fp16_model):
+    """onnxruntime's CPU provider runs the float16 graph (where it lacks a float16 kernel it
+    computes that node in float32 between float16 tensors, so activations are still
+    stored at float16 precision)."""
+    frames = real_frames("cup", every=60, limit=3, size=(320, 240))[1:]
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(  # noqa: E731
+        None, {"image": frames, "style": STYLE})[0]
+    y32, y16 = run(fp32_model).astype(np.int16), run(fp16_model).astype(np.int16)
+    diff = np.abs(y32 - y16)
+    print(f"\nfp16 vs fp32 (onnxruntime CPU, 2 frames 320x240): max {diff.max()} levels, "
+          f"mean {diff.mean():.4f}, {np.mean(diff > 1):.2%} of values off by more than 1")
+    assert diff.mean() < 0.25 and np.mean(diff > 2) < 0.01 and diff.max() <= 16
+
+
+def test_fp16_model_in_true_float16_arithmetic(fp32_model, fp16_model):
+    """onnx's reference evaluator computes each float16 node in float16 numpy (no float32
+    accumulation anywhere in the frame path): a tiny frame stays within a few levels."""
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (1, 16, 16, 3), dtype=np.uint8)
+    feeds = {"image": image, "style": STYLE}
+    y32 = ReferenceEvaluator(fp32_model).run(None, feeds)[0].astype(np.int16)
+    y16 = ReferenceEvaluator(fp16_model).run(None, feeds)[0].astype(np.int16)
+    diff = np.abs(y32 - y16)
+    print(f"\nreference evaluator fp16 vs fp32 (16x16): max {diff.max()}, mean {diff.mean():.3f}")
+    assert diff.mean() < 1.0 and diff.max() <= 16
+
+
+# --- errors where something is really missing here --------------------------------------------
+
+
+def test_no_tensorrt_is_one_line():
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed here")
+    with pytest.raises(EngineError, match=r"needs TensorRT.*vidstyle\[gpu\]") as err:
+        engines.create("tensorrt", "multistyle26")
+    assert "\n" not in str(err.value)
+
+
+def test_no_gpu_is_one_line():
+    if gpu.nvidia_gpus():
+        pytest.skip("this machine has an NVIDIA GPU")
+    with pytest.raises(EngineError, match="no NVIDIA GPU") as err:
+        trt_engine.check_gpu()
+    assert "\n" not in str(err.value)
+
+
+def test_no_cuda_binding_is_one_line():
+    if any(importlib.util.find_spec(m) for m in ("cuda", "cupy", "torch")):
+        pytest.skip("a CUDA binding is installed here")
+    with pytest.raises(EngineError, match="cuda-python") as err:
+        trt_engine.cuda_backend()
+    assert "\n" not in str(err.value)
+
+
+def test_tftrt_says_it_was_removed_and_points_to_tensorrt():
+    version = tftrt_engine.tensorflow_version()
+    if version is None or tftrt_engine._release(version) < (2, 18):
+        pytest.skip("this TensorFlow may still have TF-TRT")
+    with pytest.raises(EngineError) as err:
+        engines.create("tf-trt", "multistyle26")
+    message = str(err.value)
+    assert "removed in TensorFlow 2.18" in message and "--engine tensorrt" in message and version in message
+    assert "\n" not in message
+    assert tftrt_engine.unavailable_reason("2.17.1") is None
+    assert "no TensorFlow" in tftrt_engine.unavailable_reason(None)
+    assert "removed" in tftrt_engine.unavailable_reason("2.18.0rc1")
+
+
+def test_missing_cuda_provider_is_one_line():
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    with pytest.raises(EngineError, match="no CUDAExecutionProvider.*vidstyle\\[gpu\\]") as err:
+        engines.create("onnxruntime-cuda", "multistyle26")
+    assert "\n" not in str(err.value)
+    with pytest.raises(EngineError, match="no CUDAExecutionProvider"):
+        ort_engine.ORTEngine("multistyle26", device="cuda")
+
+
+def test_precisions_per_engine():
+    for name, precision in (("tensorrt", "int8"), ("tensorrt", "bf16"), ("onnxruntime", "fp16"), ("tf", "fp16")):
+        with pytest.raises(EngineError, match="does not compute"):
+            engines.resolve(name, precision)
+    assert "fp16" in engines.PRECISIONS
+    args = create_parser().parse_args(["image", "x.png", "-o", "y.png", "--precision", "fp16", "--engine", "tensorrt"])
+    assert (args.precision, args.engine) == ("fp16", "tensorrt")
+
+
+# --- --engine auto and the probes --------------------------------------------------------------
+
+
+def test_cpu_machine_order_unchanged():
+    if gpu.gpu_present():
+        pytest.skip("this machine has an NVIDIA GPU")
+    assert engines.available() == [e for e in ("onnxruntime", "tf") if importlib.util.find_spec(
+        "onnxruntime" if e == "onnxruntime" else "tensorflow")]
+    assert engines.resolve("auto") == "onnxruntime"
+    with pytest.raises(EngineError, match="no installed engine computes in fp16"):
+        engines.resolve("auto", "fp16")
+
+
+def test_auto_prefers_tensorrt_then_onnxruntime_cuda_on_nvidia(monkeypatch):
+    monkeypatch.setattr(gpu, "gpu_present", lambda: True)
+    monkeypatch.setattr(gpu, "tensorrt_installed", lambda: True)
+    monkeypatch.setattr(gpu, "ort_cuda_available", lambda: True)
+    assert engines.available() == ["tensorrt", "onnxruntime-cuda", "onnxruntime", "tf"]
+    assert engines.resolve("auto") == "tensorrt"
+    assert engines.resolve("auto", "fp16") == "tensorrt"
+    assert engines.resolve("auto", "fp32") == "tensorrt"
+    assert engines.resolve("auto", "int8") == "onnxruntime"
+    assert engines.resolve("auto", "bf16") == "tf"
+    monkeypatch.setattr(gpu, "tensorrt_installed", lambda: False)
+    assert engines.resolve("auto") == "onnxruntime-cuda"
+    monkeypatch.setattr(gpu, "ort_cuda_available", lambda: False)
+    assert engines.resolve("auto") == "onnxruntime"
+
+
+def test_auto_on_nvidia_reaches_the_real_tensorrt_engine(monkeypatch):
+    """With the GPU probe saying yes, auto picks tensorrt only where the module is really
+    installed (not here), and creating it goes to the real engine, whose import fails."""
+    monkeypatch.setattr(gpu, "gpu_present", lambda: True)
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed here")
+    assert "tensorrt" not in engines.available()
+    monkeypatch.setattr(gpu, "tensorrt_installed", lambda: True)
+    with pytest.raises(EngineError, match="needs TensorRT"):
+        engines.create("auto", "multistyle26")
+
+
+def test_gpu_probe_reads_the_driver_proc_files(tmp_path, monkeypatch):
+    for i, model in enumerate(("NVIDIA H100 80GB HBM3", "NVIDIA L4")):
+        folder = tmp_path / f"0000:0{i}:00.0"
+        folder.mkdir()
+        (folder / "information").write_text(f"Model: \t\t {model}\nIRQ:   42\nBus Type:  PCIe\n")
+    monkeypatch.setattr(gpu, "PROC_GPUS", tmp_path)
+    assert gpu.nvidia_gpus() == ("NVIDIA H100 80GB HBM3", "NVIDIA L4")
+    assert gpu.gpu_present()
+    monkeypatch.setattr(gpu, "PROC_GPUS", tmp_path / "absent")
+    assert gpu.nvidia_gpus() == ("NVIDIA H100 80GB HBM3", "NVIDIA L4")  # cached for the process
+    gpu.nvidia_gpus.cache_clear()
+    monkeypatch.setattr(gpu.shutil, "which", lambda name: None)
+    assert gpu.nvidia_gpus() == () and not gpu.gpu_present()
+
+
+def test_gpu_probe_parses_nvidia_smi(tmp_path, monkeypatch):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-1234)'\necho 'GPU 1: NVIDIA H200 (UUID: GPU-5678)'\n")
+    smi.chmod(0o755)
+    monkeypatch.setattr(gpu, "PROC_GPUS", tmp_path / "absent")
+    monkeypatch.setattr(gpu.shutil, "which", lambda name: str(smi))
+    assert gpu.nvidia_gpus() == ("NVIDIA H200", "NVIDIA H200")
+
+
+def test_available_does_not_import_gpu_runtimes():
+    import subprocess
+
+    code = ("import sys; from vidstyle import engines; engines.available(); "
+            "print(sorted(m for m in ('tensorrt', 'onnxruntime', 'tensorflow', 'cuda', 'torch', 'cupy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    if not gpu.gpu_present():
+        assert out.stdout.strip() == "[]"
+
+
+# --- the TensorRT engine's buffers and streams, on host memory ---------------------------------
+
+
+def test_fp16_builder_flag_choice():
+    assert trt_engine.fp16_flag(types.SimpleNamespace(BuilderFlag=types.SimpleNamespace(FP16=1)))
+    assert not trt_engine.fp16_flag(types.SimpleNamespace(BuilderFlag=types.SimpleNamespace()))
+
+
+def test_pinned_layer_names():
+    keep = {"norm_12", "clipped_300"}
+    assert trt_engine.pinned_layer("norm_12", keep)
+    assert trt_engine.pinned_layer("/norm_12", keep)
+    assert trt_engine.pinned_layer("node_of_norm_12", keep)
+    assert trt_engine.pinned_layer("norm_12_output_cast", keep)
+    assert not trt_engine.pinned_layer("norm_123", keep)
+    assert not trt_engine.pinned_layer("xnorm_12", keep)
+    assert not trt_engine.pinned_layer("conv_13", keep)
+
+
+class HostCuda:
+    """Host memory in place of the GPU: copies happen when queued (each stream in order,
+    which is what the events order on a GPU). Counts what the engine asks for."""
+
+    name = "host"
+
+    def __init__(self):
+        self.ids = itertools.count(1)
+        self.calls: list[tuple] = []
+        self.keep = []
+
+    def _buf(self, n, host):
+        a = np.zeros(n, np.uint8)
+        self.keep.append(a)
+        return trt_engine._Buf(a.ctypes.data, a if host else None, a)
+
+    def alloc(self, n):
+        return self._buf(n, False)
+
+    def host(self, n):
+        return self._buf(n, True)
+
+    def free(self, buf):
+        self.calls.append(("free",))
+
+    def stream(self):
+        return trt_engine._Handle(next(self.ids))
+
+    def event(self):
+        return f"event{next(self.ids)}"
+
+    def record(self, event, stream):
+        self.calls.append(("record", event, int(stream)))
+
+    def wait(self, stream, event):
+        self.calls.append(("wait", int(stream), event))
+
+    def sync(self, event):
+        self.calls.append(("sync", event))
+
+    def h2d(self, dst, src, n, stream):
+        self.calls.append(("h2d", int(stream), n))
+        ctypes.memmove(dst.ptr, src.ptr, n)
+
+    def d2h(self, dst, src, n, stream):
+        self.calls.append(("d2h", int(stream), n))
+        ctypes.memmove(dst.ptr, src.ptr, n)
+
+
+class FakeContext:
+    """In place of a TensorRT execution context: output = input + argmax(style), mod 256."""
+
+    def __init__(self, dim, log):
+        self.dim, self.log, self.shape, self.ptr = dim, log, None, {}
+
+    def set_input_shape(self, name, shape):
+        assert name == "image"
+        self.shape = shape
+
+    def set_tensor_address(self, name, ptr):
+        self.ptr[name] = ptr
+
+    def execute_async_v3(self, stream):
+        n = int(np.prod(self.shape))
+        image = np.ctypeslib.as_array((ctypes.c_uint8 * n).from_address(self.ptr["image"]))
+        style = np.ctypeslib.as_array((ctypes.c_float * self.dim).from_address(self.ptr["style"]))
+        out = np.ctypeslib.as_array((ctypes.c_uint8 * n).from_address(self.ptr["stylized"]))
+        out[:] = (image.astype(np.int32) + int(style.argmax())) % 256
+        self.log.append(("execute", int(stream), self.shape[0]))
+        return True
+
+
+def fake_trt(dim, log):
+    engine = types.SimpleNamespace(create_execution_context=lambda: FakeContext(dim, log))
+    return types.SimpleNamespace(Runtime=lambda logger: types.SimpleNamespace(deserialize_cuda_engine=lambda plan: engine))
+
+
+def host_engine(max_batch=4, h=8, w=12, dim=26):
+    cuda = HostCuda()
+    runner = trt_engine._Runner(fake_trt(dim, cuda.calls), None, cuda, b"plan", h, w, max_batch, dim)
+    eng = object.__new__(trt_engine.TRTEngine)
+    eng.max_batch, eng._runners, eng.cuda = max_batch, {(h, w): runner}, cuda
+    import threading
+
+    eng._lock = threading.Lock()
+    return eng, runner, cuda
+
+
+def frames(n, h=8, w=12, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+def expect(batch, styles):
+    shift = np.asarray(styles).reshape(-1, 26).argmax(1).reshape(-1, 1, 1, 1)
+    return ((batch.astype(np.int32) + shift) % 256).astype(np.uint8)
+
+
+def test_runner_orders_upload_inference_download_on_three_streams():
+    eng, runner, cuda = host_engine()
+    batch = frames(3)
+    out = eng.run(batch, STYLE)
+    np.testing.assert_array_equal(out, expect(batch, STYLE))
+    up, compute, down = int(runner.up), int(runner.compute), int(runner.down)
+    assert len({up, compute, down}) == 3 and 0 not in (up, compute, down)  # three non-default streams
+    kinds = [c for c in cuda.calls if c[0] in ("h2d", "record", "wait", "execute", "d2h")]
+    slot = runner.slots[0]
+    assert kinds == [("h2d", up, 3 * 8 * 12 * 3), ("h2d", up, 26 * 4), ("record", slot.uploaded, up),
+                     ("wait", compute, slot.uploaded), ("execute", compute, 3), ("record", slot.done, compute),
+                     ("wait", down, slot.done), ("d2h", down, 3 * 8 * 12 * 3), ("record", slot.downloaded, down)]
+
+
+def test_submit_returns_before_results_and_slots_alternate():
+    eng, runner, cuda = host_engine()
+    batches = [frames(2, seed=k) for k in range(5)]
+    styles = [np.eye(26, dtype=np.float32)[k] for k in range(5)]
+    pending = [eng.submit(b, s) for b, s in zip(batches, styles)]  # 5 in flight on 2 slots
+    assert [p[0]._slot for p in pending[:2]] == runner.slots
+    for b, s, p in zip(batches, styles, pending):  # a slot reused before collection kept its frames
+        np.testing.assert_array_equal(p[0].result(), expect(b, s))
+    streamed = list(eng.stream(batches, STYLE))
+    assert all(np.array_equal(o, expect(b, STYLE)) for o, b in zip(streamed, batches))
+
+
+def test_batches_above_the_profile_run_in_chunks_and_mixed_styles_apart():
+    eng, runner, cuda = host_engine(max_batch=4)
+    batch = frames(10)
+    np.testing.assert_array_equal(eng.run(batch, STYLE), expect(batch, STYLE))
+    assert [c[2] for c in cuda.calls if c[0] == "execute"] == [4, 4, 2]
+    rows = np.eye(26, dtype=np.float32)[[1, 2, 3]]
+    small = frames(3, seed=9)
+    np.testing.assert_array_equal(eng.run(small, rows), expect(small, rows))
+    with pytest.raises(EngineError, match="multiple of 4"):
+        eng.run(frames(1, h=10), STYLE)
+    eng.close()
+    assert runner.slots == [] and ("free",) in cuda.calls
