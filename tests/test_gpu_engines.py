@@ -442,3 +442,24 @@ def test_batches_above_the_profile_run_in_chunks_and_mixed_styles_apart():
         eng.run(frames(1, h=10), STYLE)
     eng.close()
     assert runner.slots == [] and ("free",) in cuda.calls
+
+
+# --- the device check script's CPU-computable steps ------------------------------------------
+
+
+def test_gpu_check_parity_step_runs_with_cpu_engines(tmp_path):
+    """benchmarks/gpu_check.py parity on the CPU: the onnxruntime engine against its own
+    reference is exact, and a GPU engine missing here is an error entry, not a crash."""
+    import json
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "parity.json"
+    run = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu_check.py"), "parity", "--engines",
+                          "onnxruntime:fp32,tensorrt:fp16", "--size", "64x48", "--frames", "1", "--json", str(out)],
+                         capture_output=True, text=True, timeout=120, cwd=root)
+    assert run.returncode == 0, run.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["engines"]["onnxruntime:fp32"]["max_abs_levels"] == 0
+    if importlib.util.find_spec("tensorrt") is None:
+        assert "needs TensorRT" in data["engines"]["tensorrt:fp16"]["error"]
