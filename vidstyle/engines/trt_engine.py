@@ -3,7 +3,8 @@
 - Source: the same ONNX file the onnxruntime engine runs (onnx_export.py), uint8 NHWC in
   and out, so the uint8 -> float conversion, the NHWC <-> NCHW transposes and the final
   rounding run on the GPU inside the plan: the host copies a quarter of the bytes a
-  float32 interface would, and touches no pixel.
+  float32 interface would, and touches no pixel. Frames whose sides are not multiples
+  of 4 are reflect-padded and cropped back inside the plan too (``with_pad_crop``).
 - One plan per frame size, with an optimisation profile for batch 1..B (B: the largest
   batch asked for so far, at least ``VIDSTYLE_TRT_MAX_BATCH``, default 8). A batch
   larger than B runs as several chunks, pipelined.
@@ -269,6 +270,48 @@ def cuda_backend():
 # --- building ------------------------------------------------------------------------------
 
 
+def with_pad_crop(onnx_bytes: bytes, height: int, width: int) -> bytes:
+    """The export for frames of ``height`` x ``width`` that are not multiples of 4: the
+    graph itself reflect-pads them at the bottom and right up to a multiple of 4 (as
+    imageops.pad does on the CPU: reflection without repeating the edge) and crops the
+    result back, so pad and crop run on the GPU inside the plan. Both happen on the float
+    NCHW tensor, between the export's own transposes."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    ph, pw = -height % 4, -width % 4
+    if not (ph or pw):
+        return onnx_bytes
+    if min(height, width) <= max(ph, pw):
+        raise EngineError(f"frame size {width}x{height} is too small to pad on the GPU")
+    model = onnx.ModelProto.FromString(onnx_bytes)
+    graph = model.graph
+    perm = lambda n: next((list(a.ints) for a in n.attribute if a.name == "perm"), None)  # noqa: E731
+    first = next(n for n in graph.node if n.op_type == "Transpose" and perm(n) == [0, 3, 1, 2])
+    last = [n for n in graph.node if n.op_type == "Transpose" and perm(n) == [0, 2, 3, 1]][-1]
+    nchw, padded = first.output[0], first.output[0] + "__padded"
+    for node in graph.node:
+        node.input[:] = [padded if name == nchw else name for name in node.input]
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, ph, pw], np.int64), "device_pads"),
+        numpy_helper.from_array(np.array([0, 0], np.int64), "crop_starts"),
+        numpy_helper.from_array(np.array([height, width], np.int64), "crop_ends"),
+        numpy_helper.from_array(np.array([2, 3], np.int64), "crop_axes")])
+    pad = helper.make_node("Pad", [nchw, "device_pads"], [padded], name="device_pad", mode="reflect")
+    cropped = last.input[0] + "__cropped"
+    crop = helper.make_node("Slice", [last.input[0], "crop_starts", "crop_ends", "crop_axes"], [cropped],
+                            name="device_crop")
+    last.input[0] = cropped
+    nodes = list(graph.node)
+    nodes.insert(nodes.index(first) + 1, pad)
+    nodes.insert(nodes.index(last), crop)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+
 def _logger(trt):
     class Logger(trt.ILogger):
         """Keeps TensorRT's last error line for the EngineError; prints nothing."""
@@ -466,8 +509,8 @@ class TRTEngine:
     def plan_file(self, height: int, width: int):
         name = plan_key(self.model, self.precision, self.trt.__version__, self.gpu_name, self.max_batch, height, width)
         return model_cache.cached(name, ".plan", lambda: build_plan(
-            self.trt, self._logger, self._onnx.read_bytes(), self.precision, self.max_batch, height, width,
-            self.model))
+            self.trt, self._logger, with_pad_crop(self._onnx.read_bytes(), height, width), self.precision,
+            self.max_batch, height, width, self.model))
 
     def runner(self, height: int, width: int) -> _Runner:
         with self._lock:
@@ -479,10 +522,9 @@ class TRTEngine:
 
     def submit(self, batch: np.ndarray, style: np.ndarray) -> list[Pending]:
         """Queue ``batch`` (chunks of at most max_batch, one style row each run) and return
-        at once; each Pending's result() is one chunk's frames, in order."""
+        at once; each Pending's result() is one chunk's frames, in order. Frames of any
+        size: one that is not a multiple of 4 is padded and cropped on the GPU."""
         n, h, w, _ = batch.shape
-        if h % 4 or w % 4:
-            raise EngineError(f"frame size {w}x{h} is not a multiple of 4")
         batch = np.ascontiguousarray(batch, np.uint8)
         rows = np.asarray(style, np.float32).reshape(-1, np.shape(style)[-1])
         runner = self.runner(h, w)
