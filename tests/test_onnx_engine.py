@@ -150,7 +150,7 @@ def test_auto_resolves_by_precision():
     with pytest.raises(EngineError, match="onnxruntime engine does not compute in bf16"):
         engines.create("onnxruntime", "multistyle26", precision="bf16")
     with pytest.raises(EngineError, match="unknown precision"):
-        engines.create("auto", "multistyle26", precision="fp16")
+        engines.create("auto", "multistyle26", precision="fp8")
 
 
 def test_lanes_run_frames_side_by_side_and_leave_no_thread(frames, cache, threads):
