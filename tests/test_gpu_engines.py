@@ -298,6 +298,7 @@ def test_pad_and_crop_inside_the_plan_match_the_cpu_pipeline(fp32_model):
 
     raw = fp32_model.SerializeToString()
     assert trt_engine.with_pad_crop(raw, 48, 32) is raw  # multiples of 4: unchanged
+    assert trt_engine.style_dim(raw) == 26
     h, w = 50, 30
     image = real_frames("cup", every=60, limit=2, size=(w, h))
     graph = trt_engine.with_pad_crop(raw, h, w)

@@ -270,6 +270,15 @@ def cuda_backend():
 # --- building ------------------------------------------------------------------------------
 
 
+def style_dim(onnx_bytes: bytes) -> int:
+    """The length D of the export's ``style`` input (read from the file: no Keras needed)."""
+    import onnx
+
+    graph = onnx.ModelProto.FromString(onnx_bytes).graph
+    style = next(i for i in graph.input if i.name == "style")
+    return int(style.type.tensor_type.shape.dim[-1].dim_value)
+
+
 def with_pad_crop(onnx_bytes: bytes, height: int, width: int) -> bytes:
     """The export for frames of ``height`` x ``width`` that are not multiples of 4: the
     graph itself reflect-pads them at the bottom and right up to a multiple of 4 (as
@@ -500,9 +509,7 @@ class TRTEngine:
         from .ort_engine import model_file
 
         self._onnx = model_file(model, "fp32")  # the float32 export, cached
-        from ..models import pretrained
-
-        self.dim = int(pretrained(model).inputs[1].shape[-1])
+        self.dim = style_dim(self._onnx.read_bytes())
         self._runners: dict[tuple[int, int], _Runner] = {}
         self._lock = threading.Lock()
 
