@@ -8,7 +8,7 @@
    frames (the best rank-r fit for real inputs, not for white noise); every
    other layer (norms included) is copied.
 2. Train everything by distillation on real frames only (cup and bikes, less
-   their last 25%, and scikit-image photos), random 192/256 crops, a random
+   their last 25%, and scikit-image photos), random 160/224 crops, a random
    built-in style per sample (one-hots mostly, some two-style mixes):
    L1 on the output + a feature loss on the trunk (after contract.0 and after
    the residual blocks) + a small temporal loss on consecutive frame pairs
@@ -45,7 +45,7 @@ BATCH = 4  # images 0, 1: a consecutive frame pair (same crop, same style); 2, 3
 FEATURES = ("contract.0.relu", "trunk")  # intermediate activations matched to the teacher's
 FEATURE_WEIGHT = 0.05
 TEMPORAL_WEIGHT = 0.5
-LR = 2e-4
+LR = 1e-3
 LR_FLOOR = 0.05  # the cosine ends at LR * LR_FLOOR
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle", "immunohistochemistry",
           "hubble_deep_field", "retina", "colorwheel")
