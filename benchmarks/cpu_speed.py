@@ -127,13 +127,16 @@ def quality_frames() -> dict[str, np.ndarray]:
 
 
 def measure_quality(levers, engines_by_lever, reference_engine, frames, style_list) -> dict:
-    out = {}
+    out, refs = {}, {}
+    for clip, batch in frames.items():
+        for s in style_list:
+            style = np.eye(26, dtype=np.float32)[s]
+            refs[clip, s] = np.concatenate([reference_engine.run(f[None], style) for f in batch]).astype(np.float32) / 255
     for lever in levers:
         worst_mad, worst_ssim, per = 0.0, 1.0, {}
         for clip, batch in frames.items():
             for s in style_list:
-                style = np.eye(26, dtype=np.float32)[s]
-                ref = np.concatenate([reference_engine.run(f[None], style) for f in batch]).astype(np.float32) / 255
+                style, ref = np.eye(26, dtype=np.float32)[s], refs[clip, s]
                 got = np.concatenate([lever.stylize(engines_by_lever[lever.name], f[None], style) for f in batch])
                 got = got.astype(np.float32) / 255
                 mad = float(np.abs(got - ref).mean())
