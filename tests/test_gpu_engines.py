@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.clips import real_frames  # noqa: E402
 from vidstyle import engines  # noqa: E402
 from vidstyle.cli import create_parser  # noqa: E402
-from vidstyle.engines import fp16, gpu, ort_engine, tftrt_engine, trt_engine  # noqa: E402
+from vidstyle.engines import cuda_mem, fp16, gpu, ort_engine, tftrt_engine, trt_engine  # noqa: E402
 from vidstyle.errors import EngineError  # noqa: E402
 
 STYLE = np.eye(26, dtype=np.float32)[7]
@@ -174,7 +174,7 @@ def test_no_cuda_binding_is_one_line():
     if any(importlib.util.find_spec(m) for m in ("cuda", "cupy", "torch")):
         pytest.skip("a CUDA binding is installed here")
     with pytest.raises(EngineError, match="cuda-python") as err:
-        trt_engine.cuda_backend()
+        cuda_mem.cuda_backend()
     assert "\n" not in str(err.value)
 
 
@@ -346,7 +346,7 @@ class HostCuda:
     def _buf(self, n, host):
         a = np.zeros(n, np.uint8)
         self.keep.append(a)
-        return trt_engine._Buf(a.ctypes.data, a if host else None, a)
+        return cuda_mem._Buf(a.ctypes.data, a if host else None, a)
 
     def alloc(self, n):
         return self._buf(n, False)
@@ -358,7 +358,7 @@ class HostCuda:
         self.calls.append(("free",))
 
     def stream(self):
-        return trt_engine._Handle(next(self.ids))
+        return cuda_mem._Handle(next(self.ids))
 
     def event(self):
         return f"event{next(self.ids)}"
