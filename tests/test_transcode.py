@@ -211,3 +211,35 @@ def test_cancel_from_another_thread_leaves_nothing_behind(clip_copy, threads):
         canceller.join(WAIT)
     assert files_in(clip_copy.parent) == ["in.mp4"]
     threads.assert_back_to_start()
+
+
+class QueueingSpy(EngineSpy):
+    """An engine that queues work, as tensorrt does on a GPU: submit() returns pending
+    batches that compute only when collected. Records the order of both."""
+
+    def __init__(self, monkeypatch):
+        super().__init__(monkeypatch)
+        self.events: list[tuple[str, int]] = []
+
+    def submit(self, batch, style):
+        k = len(self.shapes)
+        self.shapes.append(batch.shape)
+        self.events.append(("submit", k))
+        spy = self
+
+        class Pending:
+            def result(self):
+                spy.events.append(("collect", k))
+                return spy.engine.run(batch, style)
+
+        return [Pending()]
+
+
+def test_a_queueing_engine_gets_the_next_batch_before_the_last_is_collected(clip, plain, tmp_path, monkeypatch):
+    spy = QueueingSpy(monkeypatch)
+    result = transcode(TranscodeConfig(clip, tmp_path / "out.mp4"))
+    batches = len(spy.shapes)
+    assert batches == 3  # 10 frames, batches of 4
+    # batch k+1 is queued while k is still on the device; the last is collected at the end
+    assert spy.events == [("submit", 0), ("submit", 1), ("collect", 0), ("submit", 2), ("collect", 1), ("collect", 2)]
+    assert np.array_equal(np.stack(read_video(result.output).frames), np.stack(read_video(plain[0].output).frames))

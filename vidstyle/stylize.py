@@ -1,6 +1,8 @@
 """From a Style to pixels: conditioning vectors, batches, and the per-frame finish."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 import cv2
@@ -84,6 +86,21 @@ class Stylizer:
         small = np.stack([cv2.resize(f, (iw, ih), interpolation=cv2.INTER_AREA) for f in batch])
         out = self.engine.run(small, self.vector(batch[0]))[:n]
         return np.stack([guided.upsample(o, f) for o, f in zip(out, batch)])
+
+    def submit(self, batch: np.ndarray, size: int | None = None) -> Callable[[], np.ndarray]:
+        """Start stylizing a batch; the returned function waits for and returns what
+        :meth:`run` would. An engine that queues work on a device (tensorrt: upload,
+        inference and download on their own streams) returns at once, so the caller can
+        submit the next batch while this one computes; any other engine runs it now."""
+        n = len(batch)
+        if size and n < size:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], size - n, axis=0)])
+        h, w = batch.shape[1:3]
+        if hasattr(self.engine, "submit") and imageops.internal_size(w, h, self.internal_scale) == (w, h):
+            pending = self.engine.submit(batch, self.vector(batch[0]))
+            return lambda: np.concatenate([p.result() for p in pending])[:n]
+        out = self.run(batch)[:n]
+        return lambda: out
 
     def finish(self, stylized: np.ndarray, original: np.ndarray, geom: imageops.Geometry) -> np.ndarray:
         return self.touch_up(imageops.finish(stylized, geom), original)

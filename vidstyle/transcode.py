@@ -102,7 +102,8 @@ def batcher(size: int, due: Callable[[list], bool] | None = None) -> tuple[Calla
 
 
 def stylize_stages(stylizer: Stylizer, geom: imageops.Geometry | adapt.Fixed | adapt.Adaptive, batch: int,
-                   temporal: temporal_mod.Temporal | None = None, smooth_at: str = "output") -> list[Stage]:
+                   temporal: temporal_mod.Temporal | None = None, smooth_at: str = "output",
+                   overlap: bool = False) -> list[Stage]:
     """prepare -> [motion] -> batch -> engine -> finish -> temporal, shared by every frame source.
 
     ``geom`` is one processing size, or an :class:`vidstyle.adapt.Adaptive`
@@ -113,6 +114,8 @@ def stylize_stages(stylizer: Stylizer, geom: imageops.Geometry | adapt.Fixed | a
     smooths before the output is scaled up to the source size: flow and blend
     then cost in proportion to the (small) processing size, which is what a
     live picture can afford; ``"output"`` smooths the full-size frame.
+    ``overlap`` (offline only: it holds each batch until the next one arrives) keeps one
+    batch in flight on an engine that queues work on a device.
     """
     if smooth_at not in ("output", "processing"):
         raise ValueError(f"smooth_at must be 'output' or 'processing', not {smooth_at!r}")
@@ -129,11 +132,25 @@ def stylize_stages(stylizer: Stylizer, geom: imageops.Geometry | adapt.Fixed | a
         work.motion = temporal.observe(work.index, work.small if small else work.frame.image)
         yield work
 
-    def infer(works: list[_Work]):
-        out = stylizer.run(np.stack([w.net for w in works]), size=batch)
-        for w, o in zip(works, out):
+    # One batch in flight on an engine that queues work (tensorrt): batch k+1 is submitted
+    # before batch k is collected, so uploads, inference and downloads of consecutive
+    # batches overlap. Other engines finish inside submit(), so this changes nothing there.
+    in_flight: list[tuple[list[_Work], Callable[[], np.ndarray]]] = []
+
+    def collect():
+        works, result = in_flight.pop(0)
+        for w, o in zip(works, result()):
             w.out = o
-        yield works
+        return works
+
+    def infer(works: list[_Work]):
+        in_flight.append((works, stylizer.submit(np.stack([w.net for w in works]), size=batch)))
+        if len(in_flight) > 1 or not (overlap and hasattr(stylizer.engine, "submit")):
+            yield collect()
+
+    def infer_flush():
+        while in_flight:
+            yield collect()
 
     def finish(works: list[_Work]):
         for w in works:
@@ -154,7 +171,7 @@ def stylize_stages(stylizer: Stylizer, geom: imageops.Geometry | adapt.Fixed | a
         yield Frame(f.index, f.pts, f.time_base, stylizer.touch_up(np.ascontiguousarray(out), f.image), f.captured)
 
     process, flush = batcher(batch)
-    stages = [Stage("prepare", prepare), Stage("batch", process, flush), Stage("engine", infer),
+    stages = [Stage("prepare", prepare), Stage("batch", process, flush), Stage("engine", infer, infer_flush),
               Stage("finish", finish), Stage("temporal", smooth)]
     if temporal.needs_motion:
         stages.insert(1, Stage("motion", motion))
@@ -216,7 +233,7 @@ def transcode(config: TranscodeConfig, progress: Progress | None = None,
         sink.close()  # flush the encoder, finish the audio, rename into place
         return ()
 
-    pipeline = Pipeline(source.frames, stylize_stages(stylizer, geom, config.batch, smoother)
+    pipeline = Pipeline(source.frames, stylize_stages(stylizer, geom, config.batch, smoother, overlap=True)
                         + [Stage("encode", encode, finalize)], queue_size=queue_size,
                         cancel_wait=config.cancel_wait)
     try:
