@@ -3,7 +3,7 @@ onnxruntime on the CPU.
 
 The exported file is cached on disk (engines/model_cache.py), so only the first run of a
 network at a precision pays for the export (about a second) or the int8 calibration
-(about half a minute). One session serves every frame size: the graph's N, H and W are
+(about ten seconds). One session serves every frame size: the graph's N, H and W are
 free, and onnxruntime plans each new shape on its first run.
 """
 from __future__ import annotations
