@@ -46,6 +46,18 @@ def _add_temporal_options(p: argparse.ArgumentParser) -> None:
                    help=f"0..1: how much history to keep where it is trusted (default {DEFAULT_STRENGTH})")
 
 
+def _add_cluster_options(p: argparse.ArgumentParser, segments: bool) -> None:
+    g = p.add_argument_group("cluster (needs the cluster extra: pip install 'vidstyle[cluster]')")
+    g.add_argument("--cluster", metavar="auto|local|ray://HOST:PORT", default=None,
+                   help="run on Ray: auto (RAY_ADDRESS, else local), local, or a cluster's ray:// address"
+                        + ("; the file is split into keyframe-aligned segments" if segments else ""))
+    g.add_argument("--resume", action="store_true", help="reuse the finished segments/files of a killed run")
+    g.add_argument("--workers", type=int, default=None, help="Ray actors (default: one per CPU Ray offers)")
+    if segments:
+        g.add_argument("--segment-frames", type=int, default=250,
+                       help="cut at the first keyframe at least this many frames on (default 250)")
+
+
 def create_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vidstyle", description="Neural style transfer for video.")
     parser.add_argument("--version", action="version", version=f"vidstyle {__version__}")
@@ -66,6 +78,21 @@ def create_parser() -> argparse.ArgumentParser:
     enc.add_argument("--crf", type=int, default=18)
     enc.add_argument("--preset", default="medium")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_cluster_options(t, segments=True)
+
+    bt = sub.add_parser("batch", help="stylize every video of a folder or glob into OUT_DIR (optionally on Ray)")
+    bt.add_argument("inputs", metavar="IN_DIR_OR_GLOB")
+    bt.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR")
+    _add_style_options(bt)
+    _add_engine_options(bt)
+    _add_temporal_options(bt)
+    bt.add_argument("--batch", type=int, default=4, help="frames per inference batch (default 4)")
+    benc = bt.add_argument_group("encoder")
+    benc.add_argument("--codec", default="libx264")
+    benc.add_argument("--crf", type=int, default=18)
+    benc.add_argument("--preset", default="medium")
+    bt.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_cluster_options(bt, segments=False)
 
     i = sub.add_parser("image", help="stylize a picture")
     i.add_argument("input", type=Path)
@@ -164,6 +191,8 @@ def cmd_transcode(args) -> int:
         encode=EncodeSettings(codec=args.codec, crf=args.crf, preset=args.preset),
         on_decode_error=args.on_decode_error, keep_partial=True, cancel_wait=0.5,
     )
+    if args.cluster or args.resume:
+        return _cluster_transcode(args, config)
     bar = None
     done = [0]
     pipelines, stop = [], threading.Event()
@@ -341,10 +370,73 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _bar(args, unit: str, desc: str):
+    state = {}
+
+    def progress(count: int, total: int | None) -> None:
+        if args.no_progress:
+            return
+        if "bar" not in state:
+            from tqdm import tqdm
+
+            state["bar"] = tqdm(total=total, unit=unit, desc=desc, dynamic_ncols=True)
+        state["bar"].update(count - state["bar"].n)
+
+    def close() -> None:
+        if "bar" in state:
+            state["bar"].close()
+
+    return progress, close
+
+
+def _cluster_transcode(args, config) -> int:
+    from .cluster.commands import run_transcode
+
+    if args.segment_frames < 1:
+        raise VidstyleError(f"--segment-frames must be at least 1, got {args.segment_frames}")
+    progress, close = _bar(args, "frame", "stylizing")
+    try:
+        result = run_transcode(config, args.cluster, args.resume, args.segment_frames, args.workers, progress)
+    finally:
+        close()
+    reused = f", {result.reused} reused" if result.reused else ""
+    retried = f", {result.retries} retried" if result.retries else ""
+    print(f"wrote {result.output} ({result.frames} frames in {result.segments} segments{reused}{retried}, "
+          f"{result.fps:.1f} fps)")
+    return 0
+
+
+def cmd_batch(args) -> int:
+    from .cluster.commands import find_inputs, output_dir, run_batch
+    from .io import EncodeSettings
+    from .transcode import TranscodeConfig
+
+    _check_strength(args.strength)
+    _check_internal_scale(args)
+    _check_strength(args.temporal_strength, "--temporal-strength")
+    if args.batch < 1:
+        raise VidstyleError(f"--batch must be at least 1, got {args.batch}")
+    inputs = find_inputs(args.inputs)
+    out_dir = output_dir(args.output)
+    config = TranscodeConfig(
+        input=inputs[0], output=out_dir / inputs[0].name, style=args.style, strength=args.strength,
+        preserve_color=args.preserve_color, size=_size(args.size), batch=args.batch, engine=args.engine,
+        threads=args.threads, precision=args.precision, model=args.model, internal_scale=args.internal_scale,
+        temporal=args.temporal, temporal_strength=args.temporal_strength,
+        encode=EncodeSettings(codec=args.codec, crf=args.crf, preset=args.preset))
+    progress, close = _bar(args, "file", "batch")
+    try:
+        outputs = run_batch(config, inputs, out_dir, args.cluster, args.resume, args.workers, progress)
+    finally:
+        close()
+    print(f"wrote {len(outputs)} file(s) to {out_dir}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = create_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
-    handler = {"transcode": cmd_transcode, "image": cmd_image, "styles": cmd_styles, "metrics": cmd_metrics, "bench": cmd_bench,
+    handler = {"transcode": cmd_transcode, "batch": cmd_batch, "image": cmd_image, "styles": cmd_styles, "metrics": cmd_metrics, "bench": cmd_bench,
                "live": cmd_live}[args.command]
     try:
         return handler(args)

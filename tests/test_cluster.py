@@ -1,0 +1,202 @@
+"""Scale-out (issue 9): keyframe-aligned segments, a join without re-encoding, resume, retry, Ray.
+
+Videos are made here with a short GOP (a keyframe every 5 frames) and a tone, so a
+40-frame clip has several segments. Ray tests share one local runtime (2 CPUs),
+started once for the module and shut down at its end.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+
+from media import _Tone, draw_frame
+from vidstyle.cli import main
+from vidstyle.cluster import plan_segments, transcode_segment
+from vidstyle.cluster.run import InlineExecutor, segment_path, transcode_segmented, work_dir
+from vidstyle.cluster.segment import FAIL_ONCE_ENV
+from vidstyle.transcode import TranscodeConfig, transcode
+
+FPS, FRAMES, GOP = 25, 40, 5
+
+
+def gop_video(path: Path, frames: int = FRAMES, size=(64, 48), gop: int = GOP) -> Path:
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height = size
+        video.pix_fmt = "yuv420p"
+        video.codec_context.time_base = Fraction(1, FPS)
+        video.codec_context.thread_count = 1
+        video.codec_context.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
+        audio = out.add_stream("aac", rate=44100)
+        audio.layout = "mono"
+        tone = _Tone(audio, round(frames / FPS * 44100))
+        for i in range(frames):
+            tone.mux_until(out, i / FPS)
+            picture = av.VideoFrame.from_ndarray(draw_frame(i, *size), format="rgb24")
+            picture.pts, picture.time_base = i, Fraction(1, FPS)
+            out.mux(video.encode(picture))
+        out.mux(video.encode(None))
+        tone.mux_until(out, None)
+        out.mux(audio.encode(None))
+    return path
+
+
+def timeline(path) -> tuple[list[int], float]:
+    """(video pts as decoded, audio duration in seconds)."""
+    with av.open(str(path)) as c:
+        pts = [f.pts for f in c.decode(video=0)]
+    with av.open(str(path)) as c:
+        stream = c.streams.audio[0]
+        audio = float(sum(p.duration or 0 for p in c.demux(stream)) * stream.time_base)
+    return pts, audio
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return gop_video(tmp_path_factory.mktemp("cluster") / "in.mp4")
+
+
+@pytest.fixture(scope="module")
+def single(clip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("single") / "single.mp4"
+    transcode(TranscodeConfig(input=clip, output=out))
+    return timeline(out)
+
+
+def test_plan_is_keyframe_aligned(clip):
+    plan = plan_segments(clip, segment_frames=10, preroll=3)
+    assert plan.frame_count == FRAMES
+    assert plan.keyframes == list(range(0, FRAMES, GOP))
+    starts = [s.start for s in plan.segments]
+    assert starts == [0, 10, 20, 30]
+    assert all(s.start in plan.keyframes for s in plan.segments)
+    assert [s.end for s in plan.segments] == starts[1:] + [FRAMES]
+    assert plan.segments[0].preroll == 0 and all(s.preroll == 3 for s in plan.segments[1:])
+    # decoding starts at the keyframe before the pre-roll: frame 5 for segment 1 (pre-roll 7..9)
+    assert plan.segments[1].seek_pts == plan.segments[0].start_pts + 5 * 512
+
+
+def test_joined_output_is_frame_exact(clip, single, tmp_path):
+    out = tmp_path / "seg.mp4"
+    result = transcode_segmented(TranscodeConfig(input=clip, output=out), segment_frames=10, preroll=3)
+    assert result.segments == 4 and result.frames == FRAMES
+    pts, audio = timeline(out)
+    assert pts == single[0] and len(pts) == FRAMES
+    assert audio == pytest.approx(single[1], abs=1e-6)
+    assert not work_dir(TranscodeConfig(input=clip, output=out), 10, 3).exists()  # cleaned up
+
+
+def test_segment_drops_preroll(clip, tmp_path):
+    plan = plan_segments(clip, segment_frames=10, preroll=3)
+    seg = plan.segments[2]
+    assert transcode_segment(TranscodeConfig(input=clip, output=tmp_path / "x.mp4"), seg, tmp_path / "s.mp4") == 10
+    with av.open(str(tmp_path / "s.mp4")) as c:
+        assert not c.streams.audio
+        pts = [f.pts for f in c.decode(video=0)]
+    assert len(pts) == 10 and pts[0] == seg.start_pts
+
+
+class Counting(InlineExecutor):
+    def __init__(self):
+        super().__init__()
+        self.jobs = []
+
+    def run(self, config, jobs, done):
+        self.jobs += [s.number for s, _ in jobs]
+        return super().run(config, jobs, done)
+
+
+def test_resume_reuses_finished_segments(clip, single, tmp_path):
+    config = TranscodeConfig(input=clip, output=tmp_path / "out.mp4")
+    plan = plan_segments(clip, 10, 3)
+    work = work_dir(config, 10, 3)
+    work.mkdir()
+    # a killed run: segments 0 and 2 were finished
+    for n in (0, 2):
+        transcode_segment(config, plan.segments[n], segment_path(work, n, ".mp4"))
+    executor = Counting()
+    result = transcode_segmented(config, executor, resume=True, segment_frames=10, preroll=3)
+    assert executor.jobs == [1, 3] and result.reused == 2
+    assert timeline(config.output)[0] == single[0]
+    # without --resume the folder starts afresh
+    work.mkdir()
+    transcode_segment(config, plan.segments[0], segment_path(work, 0, ".mp4"))
+    executor = Counting()
+    transcode_segmented(config, executor, resume=False, segment_frames=10, preroll=3)
+    assert executor.jobs == [0, 1, 2, 3]
+
+
+def test_import_does_not_load_ray():
+    code = "import sys, vidstyle, vidstyle.cli, vidstyle.cluster, vidstyle.cluster.run; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_cluster_without_ray_is_one_line(clip, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    code = main(["transcode", str(clip), "-o", str(tmp_path / "o.mp4"), "--cluster", "local", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and "pip install 'vidstyle[cluster]'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_batch_bad_inputs_are_one_line(tmp_path, capsys):
+    assert main(["batch", str(tmp_path / "*.mp4"), "-o", str(tmp_path / "out")]) == 1
+    assert "no matching video files" in capsys.readouterr().err
+    (tmp_path / "a.mp4").write_bytes(b"")
+    (tmp_path / "file").write_text("x")
+    assert main(["batch", str(tmp_path), "-o", str(tmp_path / "file")]) == 1
+    err = capsys.readouterr().err
+    assert "is not a folder" in err and len(err.strip().splitlines()) == 1
+
+
+# --- a real local Ray runtime -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ray_runtime(tmp_path_factory):
+    ray = pytest.importorskip("ray")
+    flag = tmp_path_factory.mktemp("flags") / "fail-once"
+    os.environ[FAIL_ONCE_ENV] = str(flag)  # Ray's local workers inherit the driver's environment
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield flag
+    finally:
+        ray.shutdown()
+        os.environ.pop(FAIL_ONCE_ENV, None)
+
+
+@pytest.mark.timeout(300)
+def test_ray_retries_a_failed_segment(ray_runtime, clip, single, tmp_path):
+    from vidstyle.cluster.ray_exec import RayExecutor
+
+    ray_runtime.write_text("fail")  # the first segment run to see it fails
+    executor = RayExecutor(workers=2)
+    try:
+        result = transcode_segmented(TranscodeConfig(input=clip, output=tmp_path / "r.mp4"), executor,
+                                     segment_frames=10, preroll=3)
+    finally:
+        executor.close()
+    assert result.retries == 1 and not ray_runtime.exists()
+    assert timeline(tmp_path / "r.mp4")[0] == single[0]
+
+
+@pytest.mark.timeout(300)
+def test_cli_cluster_local_transcode_and_batch(ray_runtime, clip, single, tmp_path, capsys):
+    out = tmp_path / "t.mp4"
+    assert main(["transcode", str(clip), "-o", str(out), "--cluster", "local", "--segment-frames", "10",
+                 "--no-progress"]) == 0
+    assert "4 segments" in capsys.readouterr().out
+    pts, audio = timeline(out)
+    assert pts == single[0] and audio == pytest.approx(single[1], abs=1e-6)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        gop_video(folder / name, frames=12)
+    assert main(["batch", str(folder), "-o", str(tmp_path / "out"), "--cluster", "local", "--no-progress"]) == 0
+    for name in ("a.mp4", "b.mp4"):
+        assert len(timeline(tmp_path / "out" / name)[0]) == 12

@@ -1,0 +1,139 @@
+"""A transcode split into segments, executed inline or on Ray, resumable, joined at the end."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import OutputError
+from ..io import probe
+from ..transcode import TranscodeConfig
+from .join import join_segments
+from .plan import DEFAULT_PREROLL, SegmentPlan, plan_segments
+from .segment import make_stylizer, transcode_segment
+
+MAX_ATTEMPTS = 3  # a segment that fails is tried again (on another worker) up to this many times in all
+Progress = Callable[[int, "int | None"], None]
+
+
+@dataclass
+class ClusterResult:
+    output: Path
+    frames: int
+    segments: int
+    reused: int  # segment files found finished (--resume)
+    retries: int  # segment runs that failed and were run again
+    wall: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall if self.wall else 0.0
+
+
+def settings_key(config: TranscodeConfig, segment_frames: int, preroll: int) -> str:
+    """A hash of the input (path, size, mtime) and every setting that changes the pictures."""
+    src = Path(config.input).resolve()
+    stat = src.stat()
+    fields = {k: v for k, v in dataclasses.asdict(config).items()
+              if k not in ("input", "output", "queue_size", "keep_partial", "cancel_wait")}
+    blob = json.dumps([str(src), stat.st_size, stat.st_mtime_ns, fields, segment_frames, preroll],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def work_dir(config: TranscodeConfig, segment_frames: int, preroll: int) -> Path:
+    """Next to the output: .OUTPUT.vidstyle-HASH/, one file per finished segment."""
+    out = Path(config.output)
+    return out.with_name(f".{out.name}.vidstyle-{settings_key(config, segment_frames, preroll)}")
+
+
+def segment_path(work: Path, number: int, suffix: str) -> Path:
+    return work / f"segment-{number:05d}{suffix}"
+
+
+def check_paths(config: TranscodeConfig) -> None:
+    out = Path(config.output)
+    folder = out.absolute().parent
+    if not folder.is_dir():
+        raise OutputError(f"{out}: folder {folder} does not exist")
+    if out.is_dir():
+        raise OutputError(f"{out}: is a folder; give a file name")
+    if out.exists() and os.path.samefile(out, config.input):
+        raise OutputError(f"{out}: output would overwrite the input {config.input}")
+
+
+class InlineExecutor:
+    """Segments one after another in this process, one stylizer; the reference and the test double."""
+
+    def __init__(self):
+        self.stylizer = None
+
+    def run(self, config: TranscodeConfig, jobs: list, done: Callable) -> int:
+        """``jobs``: (segment, path). Calls ``done(segment)`` for each; returns the retries."""
+        # One stylizer for every job: a batch differs only in input and output.
+        stylizer = self.stylizer = self.stylizer or make_stylizer(config)
+        retries = 0
+        for segment, path in jobs:
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                try:
+                    transcode_segment(config, segment, path, stylizer)
+                    break
+                except Exception:
+                    if attempt == MAX_ATTEMPTS:
+                        raise
+                    retries += 1
+            done(segment)
+        return retries
+
+    def close(self) -> None:
+        self.stylizer = None
+
+
+def transcode_segmented(config: TranscodeConfig, executor=None, resume: bool = False,
+                        segment_frames: int = 250, preroll: int = DEFAULT_PREROLL,
+                        progress: Progress | None = None, plan: SegmentPlan | None = None) -> ClusterResult:
+    """Stylize ``config.input`` into ``config.output`` segment by segment, then join.
+
+    Finished segments live in :func:`work_dir`; with ``resume`` the ones already
+    there are reused, without it the folder starts empty. It is removed after the join.
+    """
+    start = time.perf_counter()
+    info = probe(config.input)
+    check_paths(config)
+    plan = plan or plan_segments(config.input, segment_frames, preroll)
+    work = work_dir(config, segment_frames, preroll)
+    if work.exists() and not resume:
+        shutil.rmtree(work)
+    work.mkdir(exist_ok=True)
+    suffix = Path(config.output).suffix or ".mp4"
+    paths = [segment_path(work, s.number, suffix) for s in plan.segments]
+    jobs = [(s, p) for s, p in zip(plan.segments, paths) if not p.exists()]
+    reused = len(plan.segments) - len(jobs)
+    finished = sum(s.frames for s, p in zip(plan.segments, paths) if p.exists())
+    if progress:
+        progress(finished, plan.frame_count)
+
+    def done(segment):
+        nonlocal finished
+        finished += segment.frames
+        if progress:
+            progress(finished, plan.frame_count)
+
+    own = executor is None
+    executor = executor or InlineExecutor()
+    try:
+        retries = executor.run(config, jobs, done) if jobs else 0
+    finally:
+        if own:
+            executor.close()
+    join_segments(paths, config.output, audio_from=config.input if info.has_audio else None)
+    shutil.rmtree(work, ignore_errors=True)
+    return ClusterResult(Path(config.output), plan.frame_count, len(plan.segments), reused, retries,
+                         time.perf_counter() - start)

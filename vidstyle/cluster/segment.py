@@ -1,0 +1,120 @@
+"""Stylize one segment of a file into a video-only segment file, with the source timestamps.
+
+The frames of the segment and ``preroll`` frames before it are decoded (from the
+keyframe at or before the first pre-roll frame) and run through the same stages
+as :func:`vidstyle.transcode.transcode` (:func:`stylize_stages`); the pre-roll's
+output only warms temporal smoothing and is dropped before the encoder.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import av
+
+from .. import imageops, memory, styles
+from .. import temporal as temporal_mod
+from ..errors import InputError
+from ..frame import Frame
+from ..io import FileSink, probe
+from ..io.source import VideoInfo, as_fraction, letterbox, open_input
+from ..pipeline import Pipeline, Stage
+from ..stylize import Stylizer
+from ..transcode import TranscodeConfig, stylize_stages
+from .plan import Segment
+
+# Tests (and chaos drills) make a segment fail once: while the file this names exists,
+# the first segment run that removes it raises.
+FAIL_ONCE_ENV = "VIDSTYLE_CLUSTER_FAIL_ONCE"
+
+
+class InjectedFailure(RuntimeError):
+    pass
+
+
+def make_stylizer(config: TranscodeConfig) -> Stylizer:
+    return Stylizer(styles.parse(config.style), strength=config.strength, preserve_color=config.preserve_color,
+                    engine_name=config.engine, threads=config.threads, precision=config.precision,
+                    model=config.model, internal_scale=config.internal_scale)
+
+
+def segment_frames(path, info: VideoInfo, segment: Segment) -> Iterator[Frame]:
+    """Frames from ``segment.preroll_pts`` up to (not including) ``segment.end_pts``, indexed globally."""
+    container = open_input(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        time_base = as_fraction(stream.time_base) or info.time_base
+        if segment.seek_pts != segment.preroll_pts or segment.start > 0:
+            container.seek(segment.seek_pts, stream=stream, backward=True, any_frame=False)
+        index = segment.start - segment.preroll
+        for packet in container.demux(stream):
+            for picture in packet.decode():
+                if picture.pts is None or picture.pts < segment.preroll_pts:
+                    continue
+                if segment.end_pts is not None and picture.pts >= segment.end_pts:
+                    return
+                image = picture.to_ndarray(format="rgb24")
+                if image.shape[:2] != (info.height, info.width):
+                    image = letterbox(image, info.width, info.height)
+                yield Frame(index, picture.pts, time_base, image, time.monotonic())
+                index += 1
+    finally:
+        container.close()
+
+
+def _maybe_fail(segment: Segment) -> None:
+    flag = os.environ.get(FAIL_ONCE_ENV)
+    if flag:
+        try:
+            os.unlink(flag)
+        except FileNotFoundError:
+            return
+        raise InjectedFailure(f"injected failure in segment {segment.number} ({FAIL_ONCE_ENV})")
+
+
+def transcode_segment(config: TranscodeConfig, segment: Segment, output,
+                      stylizer: Stylizer | None = None,
+                      progress: Callable[[int], None] | None = None) -> int:
+    """Write ``segment`` of ``config.input`` to ``output`` (video only); returns the frames written.
+
+    ``output`` appears only when complete (the sink writes a hidden temp file and renames it).
+    """
+    _maybe_fail(segment)
+    info = probe(config.input)
+    smoother = temporal_mod.create(config.temporal, config.temporal_strength)
+    geom = imageops.plan(info.width, info.height, config.size)
+    queue_size = memory.plan_queue(geom, config.batch, 6 + smoother.needs_motion, config.queue_size,
+                                   segment.frames + segment.preroll)
+    sink = FileSink(output, info, info.width, info.height, config.encode, audio_from=None)
+    written = 0
+
+    def encode(frame: Frame):
+        nonlocal written
+        if frame.pts is not None and frame.pts < segment.start_pts:
+            return ()  # pre-roll: it warmed the smoothing, its picture belongs to the previous segment
+        sink.write(frame)
+        written += 1
+        if progress:
+            progress(1)
+        return ()
+
+    def finalize():
+        if written != segment.frames:
+            raise InputError(f"{config.input}: segment {segment.number} decoded {written} of its "
+                             f"{segment.frames} frames")
+        sink.close()
+        return ()
+
+    try:
+        stylizer = stylizer or make_stylizer(config)
+        pipeline = Pipeline(lambda: segment_frames(config.input, info, segment),
+                            stylize_stages(stylizer, geom, config.batch, smoother)
+                            + [Stage("encode", encode, finalize)], queue_size=queue_size)
+        pipeline.run()
+    except BaseException:
+        sink.abort()
+        raise
+    return written
