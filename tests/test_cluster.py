@@ -200,3 +200,19 @@ def test_cli_cluster_local_transcode_and_batch(ray_runtime, clip, single, tmp_pa
     assert main(["batch", str(folder), "-o", str(tmp_path / "out"), "--cluster", "local", "--no-progress"]) == 0
     for name in ("a.mp4", "b.mp4"):
         assert len(timeline(tmp_path / "out" / name)[0]) == 12
+
+
+def test_joins_are_as_smooth_as_a_single_run(clip, tmp_path):
+    """At the joins, the segmented output's warping error is within 10% of the single-machine
+    output's at the same frame pairs (pre-roll warms the smoothing), and no worse than elsewhere
+    by more than that bound either."""
+    from vidstyle.cluster.quality import join_quality, pair_errors
+
+    single_out, seg_out = tmp_path / "single.mp4", tmp_path / "seg.mp4"
+    transcode(TranscodeConfig(input=clip, output=single_out))
+    transcode_segmented(TranscodeConfig(input=clip, output=seg_out), segment_frames=10)
+    starts = [s.start for s in plan_segments(clip, 10).segments]
+    seg = join_quality(pair_errors(clip, seg_out), starts)
+    ref = join_quality(pair_errors(clip, single_out), starts)
+    assert seg.joins == 3
+    assert seg.at_joins <= ref.at_joins * 1.10 + 1e-4

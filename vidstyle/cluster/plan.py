@@ -8,7 +8,7 @@ from pathlib import Path
 from ..io.source import open_input
 from ..errors import InputError
 
-DEFAULT_PREROLL = 4  # frames decoded before a segment's start to warm up temporal smoothing
+DEFAULT_PREROLL = 8  # frames decoded before a segment's start to warm temporal smoothing (4 left joins 1.4-5x rougher; 8 = 16 = 25 measured)
 
 
 @dataclass(frozen=True)
