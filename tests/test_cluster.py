@@ -216,3 +216,9 @@ def test_joins_are_as_smooth_as_a_single_run(clip, tmp_path):
     ref = join_quality(pair_errors(clip, single_out), starts)
     assert seg.joins == 3
     assert seg.at_joins <= ref.at_joins * 1.10 + 1e-4
+
+
+def test_bad_cluster_address_is_one_line(clip, tmp_path, capsys):
+    assert main(["transcode", str(clip), "-o", str(tmp_path / "o.mp4"), "--cluster", "nowhere", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "--cluster must be auto, local or ray://HOST:PORT" in err and len(err.strip().splitlines()) == 1

@@ -5,6 +5,7 @@ This is the only module that imports ray, and only inside functions, so that
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Callable
 
@@ -29,6 +30,8 @@ def connect(cluster: str = "auto", num_cpus: int | None = None) -> bool:
     client server; ``auto``: ``RAY_ADDRESS`` if set, else local. An already
     initialised Ray (a test, a notebook) is used as it is.
     """
+    if cluster not in ("auto", "local") and not cluster.startswith("ray://") and ":" not in cluster:
+        raise VidstyleError(f"--cluster must be auto, local or ray://HOST:PORT, not {cluster!r}")
     ray = import_ray()
     if ray.is_initialized():
         return False
@@ -36,9 +39,10 @@ def connect(cluster: str = "auto", num_cpus: int | None = None) -> bool:
         cluster = os.environ.get("RAY_ADDRESS") or "local"
     try:
         if cluster == "local":
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
         elif cluster.startswith("ray://") or ":" in cluster:
-            ray.init(address=cluster, log_to_driver=False)
+            ray.init(address=cluster, log_to_driver=False, logging_level=logging.ERROR)
         else:
             raise VidstyleError(f"--cluster must be auto, local or ray://HOST:PORT, not {cluster!r}")
     except VidstyleError:
