@@ -173,24 +173,34 @@ def _check_internal_scale(args) -> None:
     check_internal_scale(args.internal_scale)
 
 
-def cmd_transcode(args) -> int:
-    from . import interrupt
-    from .io import EncodeSettings
-    from .transcode import TranscodeConfig, transcode
-
+def _check_transcode_options(args) -> None:
     _check_strength(args.strength)
     _check_internal_scale(args)
     _check_strength(args.temporal_strength, "--temporal-strength")
     if args.batch < 1:
         raise VidstyleError(f"--batch must be at least 1, got {args.batch}")
-    config = TranscodeConfig(
-        input=args.input, output=args.output, style=args.style, strength=args.strength,
+
+
+def _transcode_config(args, input_path, output_path, **extra):
+    """The TranscodeConfig of `transcode` and `batch` options (checked by the caller first)."""
+    from .io import EncodeSettings
+    from .transcode import TranscodeConfig
+
+    return TranscodeConfig(
+        input=input_path, output=output_path, style=args.style, strength=args.strength,
         preserve_color=args.preserve_color, size=_size(args.size), batch=args.batch, engine=args.engine,
         threads=args.threads, precision=args.precision, model=args.model, internal_scale=args.internal_scale,
         temporal=args.temporal, temporal_strength=args.temporal_strength,
-        encode=EncodeSettings(codec=args.codec, crf=args.crf, preset=args.preset),
-        on_decode_error=args.on_decode_error, keep_partial=True, cancel_wait=0.5,
-    )
+        encode=EncodeSettings(codec=args.codec, crf=args.crf, preset=args.preset), **extra)
+
+
+def cmd_transcode(args) -> int:
+    from . import interrupt
+    from .transcode import transcode
+
+    _check_transcode_options(args)
+    config = _transcode_config(args, args.input, args.output, on_decode_error=args.on_decode_error,
+                               keep_partial=True, cancel_wait=0.5)
     if args.cluster or args.resume:
         return _cluster_transcode(args, config)
     bar = None
@@ -408,22 +418,11 @@ def _cluster_transcode(args, config) -> int:
 
 def cmd_batch(args) -> int:
     from .cluster.commands import find_inputs, output_dir, run_batch
-    from .io import EncodeSettings
-    from .transcode import TranscodeConfig
 
-    _check_strength(args.strength)
-    _check_internal_scale(args)
-    _check_strength(args.temporal_strength, "--temporal-strength")
-    if args.batch < 1:
-        raise VidstyleError(f"--batch must be at least 1, got {args.batch}")
+    _check_transcode_options(args)
     inputs = find_inputs(args.inputs)
     out_dir = output_dir(args.output)
-    config = TranscodeConfig(
-        input=inputs[0], output=out_dir / inputs[0].name, style=args.style, strength=args.strength,
-        preserve_color=args.preserve_color, size=_size(args.size), batch=args.batch, engine=args.engine,
-        threads=args.threads, precision=args.precision, model=args.model, internal_scale=args.internal_scale,
-        temporal=args.temporal, temporal_strength=args.temporal_strength,
-        encode=EncodeSettings(codec=args.codec, crf=args.crf, preset=args.preset))
+    config = _transcode_config(args, inputs[0], out_dir / inputs[0].name)
     progress, close = _bar(args, "file", "batch")
     try:
         outputs = run_batch(config, inputs, out_dir, args.cluster, args.resume, args.workers, progress)
