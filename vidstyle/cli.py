@@ -73,11 +73,7 @@ def create_parser() -> argparse.ArgumentParser:
     t.add_argument("--on-decode-error", choices=("stop", "skip"), default="stop",
                    help="a frame that cannot be decoded, or a file that ends before its stated length: stop "
                         "with an error (default), or skip such frames, keep the rest in time and say how many")
-    enc = t.add_argument_group("encoder")
-    enc.add_argument("--codec", default="libx264")
-    enc.add_argument("--crf", type=int, default=18)
-    enc.add_argument("--preset", default="medium")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_encoder_options(t)
     _add_cluster_options(t, segments=True)
 
     bt = sub.add_parser("batch", help="stylize every video of a folder or glob into OUT_DIR (optionally on Ray)")
@@ -87,11 +83,7 @@ def create_parser() -> argparse.ArgumentParser:
     _add_engine_options(bt)
     _add_temporal_options(bt)
     bt.add_argument("--batch", type=int, default=4, help="frames per inference batch (default 4)")
-    benc = bt.add_argument_group("encoder")
-    benc.add_argument("--codec", default="libx264")
-    benc.add_argument("--crf", type=int, default=18)
-    benc.add_argument("--preset", default="medium")
-    bt.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_encoder_options(bt)
     _add_cluster_options(bt, segments=False)
 
     i = sub.add_parser("image", help="stylize a picture")
@@ -160,6 +152,14 @@ def _size(text: str | None):
         return parse_size(text)
     except ValueError as exc:
         raise VidstyleError(str(exc)) from None
+
+
+def _add_encoder_options(p: argparse.ArgumentParser) -> None:
+    enc = p.add_argument_group("encoder")
+    enc.add_argument("--codec", default="libx264")
+    enc.add_argument("--crf", type=int, default=18)
+    enc.add_argument("--preset", default="medium")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _check_strength(value: float, option: str = "--strength") -> None:
