@@ -5,6 +5,7 @@ Nothing here imports TensorFlow: a benchmark can set its environment first.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import platform
 import shutil
@@ -15,6 +16,25 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("vidstyle", "tensorflow-cpu", "tensorflow", "keras", "av", "numpy", "onnxruntime", "onnxruntime-gpu",
             "tensorrt", "opencv-python")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags /proc/cpuinfo lists (empty where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity), not the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def cpu_model() -> str:
@@ -48,7 +68,7 @@ def versions(names=PACKAGES) -> dict[str, str]:
 
 def system_block() -> dict:
     """Where a number was measured: put this in every results file."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = usable_cores()
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),

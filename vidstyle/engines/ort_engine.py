@@ -8,12 +8,12 @@ free, and onnxruntime plans each new shape on its first run.
 """
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
 
 from ..errors import EngineError
+from ..sysinfo import usable_cores
 from . import model_cache
 
 PRECISIONS = ("fp32", "int8")
@@ -82,13 +82,6 @@ def providers(device: str) -> list[str]:
         except Exception:  # noqa: BLE001 - system libraries may still be found; the session says if not
             pass
     return list(CUDA_PROVIDERS)
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class ORTEngine:

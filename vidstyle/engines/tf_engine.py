@@ -46,16 +46,6 @@ def shared_engine(model: str, threads: int = 0, precision: str = "fp32") -> "TFE
         return _SHARED[(model, threads, precision)]
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX); elsewhere
-    oneDNN emulates it, slower than float32."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def bf16_network(name: str):
     """``name`` computing in bfloat16 with float32 weights (Keras' mixed_bfloat16 policy),
     loaded with the same weights file as the float32 network."""
