@@ -32,18 +32,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import argparse  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import clips  # noqa: E402
 from benchmarks.common import REPO, Stopwatch, median, save_results, system_block, table  # noqa: E402
 from benchmarks.peers import ensure_peer, run_peer, write_clip  # noqa: E402
-from vidstyle import engines, flops, guided, models  # noqa: E402
+from vidstyle import engines, flops, imageops, models  # noqa: E402
+from vidstyle.stylize import run_scaled  # noqa: E402
 from vidstyle.metrics import ssim  # noqa: E402
 from vidstyle.transcode import TranscodeConfig, transcode  # noqa: E402
 
@@ -64,18 +63,13 @@ class Lever:
         return engines.create(self.engine, self.model, precision=self.precision)
 
     def stylize(self, engine, batch: np.ndarray, style: np.ndarray) -> np.ndarray:
-        """Stylize full-size frames; at an internal scale, shrink, run, and upsample guided."""
-        if self.internal_scale == 1.0:
-            return engine.run(batch, style)
-        h, w = batch.shape[1:3]
-        sw, sh = max(4, round(w * self.internal_scale / 4) * 4), max(4, round(h * self.internal_scale / 4) * 4)
-        small = np.stack([cv2.resize(f, (sw, sh), interpolation=cv2.INTER_AREA) for f in batch])
-        out = engine.run(small, style)
-        return np.stack([guided.upsample(o, f) for o, f in zip(out, batch)])
+        """Stylize full-size frames as the product does (at an internal scale: shrink, run,
+        upsample guided)."""
+        return run_scaled(engine, batch, style, self.internal_scale)
 
     def macs(self, w: int, h: int) -> int:
-        s = self.internal_scale
-        return flops.multiply_adds(models.pretrained(self.model), round(h * s / 4) * 4, round(w * s / 4) * 4)
+        iw, ih = imageops.internal_size(w, h, self.internal_scale)
+        return flops.multiply_adds(models.pretrained(self.model), ih, iw)
 
 
 LEVERS = [

@@ -28,6 +28,19 @@ def check_internal_scale(scale: float) -> None:
         raise VidstyleError(f"--internal-scale must be above 0 and at most 1, got {scale}")
 
 
+def run_scaled(engine: Engine, batch: np.ndarray, vector: np.ndarray, scale: float) -> np.ndarray:
+    """``engine.run`` at ``scale`` x the batch's size: the network runs smaller and each frame
+    comes back to the size it was given by guided upsampling, the frame itself as the guide
+    (see vidstyle.guided). At scale 1 (or a size that rounds back to itself) a plain run."""
+    h, w = batch.shape[1:3]
+    iw, ih = imageops.internal_size(w, h, scale)
+    if (iw, ih) == (w, h):
+        return engine.run(batch, vector)
+    small = np.stack([cv2.resize(f, (iw, ih), interpolation=cv2.INTER_AREA) for f in batch])
+    out = engine.run(small, vector)
+    return np.stack([guided.upsample(o, f) for o, f in zip(out, batch)])
+
+
 class Stylizer:
     """Runs one Style on batches of prepared frames and finishes each frame.
 
@@ -77,15 +90,7 @@ class Stylizer:
         n = len(batch)
         if size and n < size:
             batch = np.concatenate([batch, np.repeat(batch[-1:], size - n, axis=0)])
-        h, w = batch.shape[1:3]
-        iw, ih = imageops.internal_size(w, h, self.internal_scale)
-        if (iw, ih) == (w, h):
-            return self.engine.run(batch, self.vector(batch[0]))[:n]
-        # Internal scale: the network runs smaller; each frame comes back to the size it was
-        # given by guided upsampling, the frame itself as the guide (see vidstyle.guided).
-        small = np.stack([cv2.resize(f, (iw, ih), interpolation=cv2.INTER_AREA) for f in batch])
-        out = self.engine.run(small, self.vector(batch[0]))[:n]
-        return np.stack([guided.upsample(o, f) for o, f in zip(out, batch)])
+        return run_scaled(self.engine, batch, self.vector(batch[0]), self.internal_scale)[:n]
 
     def submit(self, batch: np.ndarray, size: int | None = None) -> Callable[[], np.ndarray]:
         """Start stylizing a batch; the returned function waits for and returns what
