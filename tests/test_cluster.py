@@ -107,9 +107,9 @@ class Counting(InlineExecutor):
         super().__init__()
         self.jobs = []
 
-    def run(self, config, jobs, done):
+    def run(self, config, jobs, done, partial=None):
         self.jobs += [s.number for s, _ in jobs]
-        return super().run(config, jobs, done)
+        return super().run(config, jobs, done, partial)
 
 
 def test_resume_reuses_finished_segments(clip, single, tmp_path):
@@ -236,3 +236,32 @@ def test_bad_cluster_address_is_one_line(clip, tmp_path, capsys):
     assert main(["transcode", str(clip), "-o", str(tmp_path / "o.mp4"), "--cluster", "nowhere", "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "--cluster must be auto, local or ray://HOST:PORT" in err and len(err.strip().splitlines()) == 1
+
+
+def test_progress_counts_frames_inside_segments(clip, tmp_path):
+    seen = []
+    transcode_segmented(TranscodeConfig(input=clip, output=tmp_path / "p.mp4"), segment_frames=10, preroll=3,
+                        progress=lambda n, total: seen.append((n, total)))
+    counts = [n for n, _ in seen]
+    assert {t for _, t in seen} == {FRAMES} and counts == sorted(counts) and counts[-1] == FRAMES
+    assert set(range(FRAMES + 1)) <= set(counts)  # every frame, not only segment ends
+
+
+@pytest.mark.timeout(300)
+def test_ray_progress_counts_frames_of_running_segments(ray_runtime, tmp_path, monkeypatch):
+    """One 60-frame segment on one actor: counts between 0 and 60 can only come from asking
+    the actor how far it is while it runs."""
+    from vidstyle.cluster.ray_exec import RayExecutor
+
+    src = gop_video(tmp_path / "in.mp4", frames=60, size=(160, 120), gop=30)
+    monkeypatch.setattr(RayExecutor, "POLL", 0.05)
+    seen = []
+    executor = RayExecutor(workers=1)
+    try:
+        result = transcode_segmented(TranscodeConfig(input=src, output=tmp_path / "r.mp4"), executor,
+                                     segment_frames=10**9, progress=lambda n, total: seen.append(n))
+    finally:
+        executor.close()
+    assert result.segments == 1 and result.nodes == 1
+    assert seen == sorted(seen) and seen[-1] == 60
+    assert any(0 < n < 60 for n in seen), seen

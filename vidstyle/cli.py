@@ -400,32 +400,41 @@ def _bar(args, unit: str, desc: str):
 
 
 def _cluster_transcode(args, config) -> int:
-    from .cluster.commands import run_transcode
+    from . import interrupt
+    from .cluster.commands import Session, run_transcode
 
     if args.segment_frames < 1:
         raise VidstyleError(f"--segment-frames must be at least 1, got {args.segment_frames}")
     progress, close = _bar(args, "frame", "stylizing")
+    session = Session(args.cluster, args.workers)
     try:
-        result = run_transcode(config, args.cluster, args.resume, args.segment_frames, args.workers, progress)
+        # Ctrl-C/SIGTERM: finished segments stay for --resume, the actors stop, a Ray runtime
+        # this command started is shut down; the work answers within a poll, so no grace cut-off.
+        result = interrupt.run(lambda: run_transcode(config, session, args.resume, args.segment_frames, progress),
+                               session.cancel, keeps_something=lambda: True)
     finally:
         close()
     reused = f", {result.reused} reused" if result.reused else ""
     retried = f", {result.retries} retried" if result.retries else ""
-    print(f"wrote {result.output} ({result.frames} frames in {result.segments} segments{reused}{retried}, "
+    nodes = f" on {result.nodes} nodes" if result.nodes > 1 else ""
+    print(f"wrote {result.output} ({result.frames} frames in {result.segments} segments{nodes}{reused}{retried}, "
           f"{result.fps:.1f} fps)")
     return 0
 
 
 def cmd_batch(args) -> int:
-    from .cluster.commands import find_inputs, output_dir, run_batch
+    from . import interrupt
+    from .cluster.commands import Session, find_inputs, output_dir, run_batch
 
     _check_transcode_options(args)
     inputs = find_inputs(args.inputs)
     out_dir = output_dir(args.output)
     config = _transcode_config(args, inputs[0], out_dir / inputs[0].name)
-    progress, close = _bar(args, "file", "batch")
+    progress, close = _bar(args, "frame", "batch")
+    session = Session(args.cluster, args.workers)
     try:
-        outputs = run_batch(config, inputs, out_dir, args.cluster, args.resume, args.workers, progress)
+        outputs = interrupt.run(lambda: run_batch(config, inputs, out_dir, session, args.resume, progress),
+                                session.cancel, keeps_something=lambda: True)  # as _cluster_transcode
     finally:
         close()
     print(f"wrote {len(outputs)} file(s) to {out_dir}")

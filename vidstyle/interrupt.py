@@ -84,9 +84,47 @@ def run(work: Callable[[], T], request_stop: Callable[[], None], keeps_something
     return outcome["value"]  # type: ignore[return-value]
 
 
+def descendants(pid: int | None = None) -> list[int]:
+    """Every living process below ``pid`` (default: this one), children before grandchildren;
+    [] where /proc is missing."""
+    parents: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])  # after "(comm)": state, ppid
+        parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [os.getpid() if pid is None else pid]
+    while todo:
+        children = parents.get(todo.pop(0), [])
+        found += children
+        todo += children
+    return found
+
+
+def kill_descendants() -> None:
+    """SIGKILL every process this one started, and theirs: a Ray runtime's raylet, GCS and
+    agents outlive a driver that leaves by os._exit (its agents were seen alive minutes later)."""
+    for pid in descendants():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def abandon(signum: int, message: str, stderr: int = 2) -> None:
-    """End the process now: remove open temp files, say so on fd ``stderr``, exit 128 + signal number."""
+    """End the process now: remove open temp files, stop child processes, say so on fd
+    ``stderr``, exit 128 + signal number."""
     remove_open_temps()
+    kill_descendants()
     try:
         sys.stderr.flush()  # what was already printed comes first
         os.write(stderr, f"vidstyle: {message}\n".encode(errors="replace"))

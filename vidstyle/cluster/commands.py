@@ -1,11 +1,15 @@
 """What `vidstyle transcode --cluster` and `vidstyle batch` do; cli.py only parses."""
 from __future__ import annotations
 
+import dataclasses
 import glob
+import math
+import threading
 from pathlib import Path
 from typing import Callable
 
-from ..errors import InputError, OutputError
+from ..errors import Cancelled, InputError, OutputError
+from ..io import probe
 from ..transcode import TranscodeConfig
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".ts", ".mpg", ".mpeg", ".flv", ".wmv"}
@@ -33,42 +37,77 @@ def output_dir(path: Path) -> Path:
     return path
 
 
-def _session(cluster: str | None, workers: int | None):
-    """(executor, started): RayExecutor on a connected runtime, or None (inline) without --cluster."""
-    if not cluster:
-        return None, False
-    from .ray_exec import RayExecutor, connect
+class Session:
+    """The executor of one command: inline without ``cluster``, else Ray actors on a runtime
+    this session joins or starts (and then shuts down). ``cancel()`` is safe from a signal
+    handler: the running work raises Cancelled, the actors are stopped, Ray is shut down."""
 
-    started = connect(cluster, num_cpus=workers)
-    return RayExecutor(workers), started
+    def __init__(self, cluster: str | None, workers: int | None = None):
+        self.cluster, self.workers = cluster, workers
+        self.executor = None
+        self._started = False
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        if self.cluster:
+            from .ray_exec import RayExecutor, connect
+
+            self._started = connect(self.cluster, num_cpus=self.workers)
+            executor = RayExecutor(self.workers)
+        else:
+            from .run import InlineExecutor
+
+            executor = InlineExecutor()
+        with self._lock:
+            self.executor = executor
+        if self._cancelled.is_set():  # the stop came while Ray was starting
+            executor.cancel()
+        return self
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        with self._lock:
+            if self.executor is not None:
+                self.executor.cancel()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self.executor is not None:
+                self.executor.close()
+        finally:
+            if self._started:
+                import ray
+
+                ray.shutdown()
 
 
-def _end(executor, started: bool) -> None:
-    if executor is not None:
-        executor.close()
-    if started:
-        import ray
-
-        ray.shutdown()
-
-
-def run_transcode(config: TranscodeConfig, cluster: str | None, resume: bool, segment_frames: int,
-                  workers: int | None = None, progress: Callable | None = None):
+def run_transcode(config: TranscodeConfig, session: Session, resume: bool, segment_frames: int,
+                  progress: Callable | None = None):
     from .run import transcode_segmented
 
-    executor, started = _session(cluster, workers)
-    try:
-        return transcode_segmented(config, executor, resume=resume, segment_frames=segment_frames,
+    with session:
+        return transcode_segmented(config, session.executor, resume=resume, segment_frames=segment_frames,
                                    progress=progress)
-    finally:
-        _end(executor, started)
 
 
-def run_batch(config: TranscodeConfig, inputs: list[Path], out_dir: Path, cluster: str | None,
-              resume: bool, workers: int | None = None, progress: Callable | None = None) -> list[Path]:
-    """Each input to OUT_DIR/NAME (same name; same container), one file per worker at a time."""
-    import dataclasses
+def estimated_frames(path: Path) -> int | None:
+    """The container's frame count, else duration x rate; None when it says neither."""
+    info = probe(path)
+    if info.frame_count:
+        return info.frame_count
+    if info.duration and info.average_rate:
+        return math.ceil(info.duration * float(info.average_rate))
+    return None
 
+
+def run_batch(config: TranscodeConfig, inputs: list[Path], out_dir: Path, session: Session,
+              resume: bool, progress: Callable | None = None) -> list[Path]:
+    """Each input to OUT_DIR/NAME (same name; same container), one file per worker at a time.
+
+    ``progress(frames, total)`` counts frames over all files (total from the containers;
+    None if one does not say). A stop raises Cancelled naming the files finished.
+    """
     from .run import transcode_segmented
 
     pairs = [(i, out_dir / i.name) for i in inputs]
@@ -77,30 +116,42 @@ def run_batch(config: TranscodeConfig, inputs: list[Path], out_dir: Path, cluste
             raise OutputError(f"{o}: output would overwrite the input")
     if resume:  # a finished output is a finished job
         pairs = [(i, o) for i, o in pairs if not o.exists()]
-    done = [0]
+    counts = [estimated_frames(i) for i, _ in pairs]
+    total = None if None in counts else sum(counts)
+    finished, in_flight, shown, files = 0, 0, 0, []
 
-    def one_done(_key):
-        done[0] += 1
+    def report():
+        nonlocal shown
+        shown = max(shown, finished + in_flight)
         if progress:
-            progress(done[0], len(pairs))
+            progress(shown if total is None else min(shown, total), total)
 
-    executor, started = _session(cluster, workers)
+    def one_done(key, frames: int):
+        nonlocal finished, in_flight
+        files.append(key)
+        finished += frames
+        in_flight = max(0, in_flight - frames)
+        report()
+
+    def partial(frames: int):
+        nonlocal in_flight
+        in_flight = frames
+        report()
+
+    report()
     try:
-        if not pairs:
-            pass
-        elif executor is None:
-            from .run import InlineExecutor
-
-            inline = InlineExecutor()
-            try:
+        with session:
+            if not pairs:
+                pass
+            elif not session.cluster:
                 for i, o in pairs:
-                    transcode_segmented(dataclasses.replace(config, input=i, output=o), inline,
-                                        resume=resume, segment_frames=10**9)
-                    one_done(i)
-            finally:
-                inline.close()
-        else:
-            executor.run_files(config, pairs, resume, one_done)
-    finally:
-        _end(executor, started)
+                    result = transcode_segmented(dataclasses.replace(config, input=i, output=o), session.executor,
+                                                 resume=resume, segment_frames=10**9,
+                                                 progress=lambda n, _t: partial(n))
+                    one_done(i, result.frames)
+            else:
+                session.executor.run_files(config, pairs, resume, one_done, partial)
+    except Cancelled as stop:
+        raise Cancelled(f"{len(files)} of {len(pairs)} file(s) are finished in {out_dir}; run the same "
+                        f"command with --resume to do the rest", finished, total) from stop
     return [o for _, o in pairs]

@@ -53,7 +53,9 @@ def connect(cluster: str = "auto", num_cpus: int | None = None) -> bool:
 
 
 def _worker_class(ray):
-    @ray.remote(num_cpus=1, max_restarts=1)
+    # max_concurrency 2: the driver asks how far the running segment is while it runs;
+    # the driver never hands an actor a second segment before the first returns.
+    @ray.remote(num_cpus=1, max_restarts=1, max_concurrency=2)
     class SegmentWorker:
         """Loads the stylizer once; runs segments and whole files for one job's settings."""
 
@@ -62,50 +64,53 @@ def _worker_class(ray):
 
             self.config = config
             self.stylizer = make_stylizer(config)
+            self.node = ray.get_runtime_context().get_node_id()
+            self.current = 0  # frames written by the call in progress
 
-        def segment(self, segment, path) -> int:
+        def segment(self, segment, path) -> tuple[int, str]:
             from .segment import transcode_segment
 
-            return transcode_segment(self.config, segment, path, self.stylizer)
+            self.current = 0
+            frames = transcode_segment(self.config, segment, path, self.stylizer, progress=self._frame)
+            return frames, self.node
 
-        def whole(self, input, output, resume: bool) -> int:
+        def whole(self, input, output, resume: bool) -> tuple[int, str]:
             import dataclasses
 
-            from .run import transcode_segmented
+            from .run import InlineExecutor, transcode_segmented
 
+            self.current = 0
             config = dataclasses.replace(self.config, input=input, output=output)
-            executor = _LocalStylizer(self.stylizer)
-            return transcode_segmented(config, executor, resume=resume, segment_frames=10**9).frames
+            inline = InlineExecutor()
+            inline.stylizer = self.stylizer
+            result = transcode_segmented(config, inline, resume=resume, segment_frames=10**9,
+                                         progress=self._count)
+            return result.frames, self.node
+
+        def written(self) -> int:
+            return self.current
+
+        def _frame(self, n: int) -> None:
+            self.current += n
+
+        def _count(self, count: int, _total) -> None:
+            self.current = count
 
     return SegmentWorker
 
 
-class _LocalStylizer:
-    """Inline execution inside an actor, with the actor's already loaded stylizer."""
-
-    def __init__(self, stylizer):
-        self.stylizer = stylizer
-
-    def run(self, config, jobs, done) -> int:
-        from .segment import transcode_segment
-
-        for segment, path in jobs:
-            transcode_segment(config, segment, path, self.stylizer)
-            done(segment)
-        return 0
-
-    def close(self):
-        pass
-
-
 class RayExecutor:
     """Runs jobs on ``workers`` actors (default: one per CPU Ray offers), retrying failures on another."""
+
+    POLL = 0.5  # seconds between looks at the running jobs' frame counts (and at a cancel)
 
     def __init__(self, workers: int | None = None, max_attempts: int = 3):
         self.ray = import_ray()
         self.workers = workers
         self.max_attempts = max_attempts
         self.actors = []
+        self.nodes: set[str] = set()  # where jobs finished
+        self._cancelled = False
 
     def _start(self, config):
         ray = self.ray
@@ -113,9 +118,30 @@ class RayExecutor:
         cls = _worker_class(ray)
         self.actors = [cls.remote(config) for _ in range(count)]
 
-    def _map(self, config, calls: list, done: Callable) -> int:
-        """``calls``: (key, method name, args). Returns the number of retries."""
+    def cancel(self) -> None:
+        """From any thread: ``run`` raises Cancelled within POLL; close() then stops the actors."""
+        self._cancelled = True
+
+    def _written(self, slots) -> int:
+        """Frames the jobs on ``slots`` have written so far; an actor that does not answer counts 0."""
         ray = self.ray
+        refs = [self.actors[s].written.remote() for s in slots]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.POLL)
+        total = 0
+        for ref in ready:
+            try:
+                total += ray.get(ref)
+            except Exception:  # the actor died mid-segment; the retry will say so
+                pass
+        return total
+
+    def _map(self, config, calls: list, done: Callable, partial: Callable | None) -> int:
+        """``calls``: (key, method name, args). Returns the number of retries."""
+        from ..errors import Cancelled
+
+        ray = self.ray
+        if self._cancelled:
+            raise Cancelled("cancelled")
         if not self.actors:
             self._start(config)
         attempts = {}
@@ -132,14 +158,20 @@ class RayExecutor:
             pending[getattr(self.actors[slot], method).remote(*args)] = (call, slot)
 
         while queue or pending:
+            if self._cancelled:
+                raise Cancelled("cancelled")
             while queue and free:
                 submit(queue.pop(0))
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=self.POLL)
+            if not ready:
+                if partial:
+                    partial(self._written([slot for _, slot in pending.values()]))
+                continue
             ref = ready[0]
             call, slot = pending.pop(ref)
             free.append(slot)
             try:
-                ray.get(ref)
+                frames, node = ray.get(ref)
             except Exception as error:
                 if attempts[call[0]] >= self.max_attempts:
                     raise VidstyleError(f"{call[0]} failed {attempts[call[0]]} times; last: "
@@ -150,21 +182,24 @@ class RayExecutor:
                 else:
                     queue.insert(0, call)
                 continue
-            done(call[0])
+            self.nodes.add(node)
+            done(call[0], frames)
         return retries
 
-    def run(self, config: TranscodeConfig, jobs: list, done: Callable) -> int:
+    def run(self, config: TranscodeConfig, jobs: list, done: Callable, partial: Callable | None = None) -> int:
         by_key = {}
         calls = []
         for segment, path in jobs:
             key = f"segment {segment.number}"
             by_key[key] = segment
             calls.append((key, "segment", (segment, str(path))))
-        return self._map(config, calls, lambda key: done(by_key[key]))
+        return self._map(config, calls, lambda key, _frames: done(by_key[key]), partial)
 
-    def run_files(self, config: TranscodeConfig, pairs: list, resume: bool, done: Callable) -> int:
+    def run_files(self, config: TranscodeConfig, pairs: list, resume: bool, done: Callable,
+                  partial: Callable | None = None) -> int:
+        """Whole files, one per actor at a time; ``done(input, frames)``."""
         calls = [(str(i), "whole", (str(i), str(o), resume)) for i, o in pairs]
-        return self._map(config, calls, done)
+        return self._map(config, calls, done, partial)
 
     def close(self) -> None:
         for actor in self.actors:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import OutputError
+from ..errors import Cancelled, OutputError
 from ..io import probe
 from ..transcode import TranscodeConfig
 from .join import join_segments
@@ -30,6 +30,7 @@ class ClusterResult:
     reused: int  # segment files found finished (--resume)
     retries: int  # segment runs that failed and were run again
     wall: float
+    nodes: int = 1  # machines the segments ran on
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -74,23 +75,59 @@ class InlineExecutor:
 
     def __init__(self):
         self.stylizer = None
+        self.nodes: set[str] = set()
+        self._cancelled = False
+        self._pipeline = None
 
-    def run(self, config: TranscodeConfig, jobs: list, done: Callable) -> int:
-        """``jobs``: (segment, path). Calls ``done(segment)`` for each; returns the retries."""
+    def run(self, config: TranscodeConfig, jobs: list, done: Callable, partial: Callable | None = None) -> int:
+        """``jobs``: (segment, path). Calls ``done(segment)`` for each and ``partial(n)`` with the
+        frames written so far of the unfinished one; returns the retries."""
         # One stylizer for every job: a batch differs only in input and output.
         stylizer = self.stylizer = self.stylizer or make_stylizer(config)
         retries = 0
         for segment, path in jobs:
             for attempt in range(1, MAX_ATTEMPTS + 1):
+                written = 0
+
+                def frame(n: int) -> None:
+                    nonlocal written
+                    written += n
+                    if partial:
+                        partial(written)
+
+                self._check()
                 try:
-                    transcode_segment(config, segment, path, stylizer)
+                    transcode_segment(config, segment, path, stylizer, progress=frame,
+                                      on_pipeline=self._running)
                     break
+                except Cancelled:
+                    raise
                 except Exception:
                     if attempt == MAX_ATTEMPTS:
                         raise
                     retries += 1
+                finally:
+                    self._pipeline = None
+                    if partial:
+                        partial(0)
             done(segment)
         return retries
+
+    def _running(self, pipeline) -> None:
+        self._pipeline = pipeline
+        if self._cancelled:
+            pipeline.cancel()
+
+    def _check(self) -> None:
+        if self._cancelled:
+            raise Cancelled("cancelled")
+
+    def cancel(self) -> None:
+        """From any thread: the segment being written stops, no other starts (run raises Cancelled)."""
+        self._cancelled = True
+        pipeline = self._pipeline
+        if pipeline is not None:
+            pipeline.cancel()
 
     def close(self) -> None:
         self.stylizer = None
@@ -117,23 +154,44 @@ def transcode_segmented(config: TranscodeConfig, executor=None, resume: bool = F
     jobs = [(s, p) for s, p in zip(plan.segments, paths) if not p.exists()]
     reused = len(plan.segments) - len(jobs)
     finished = sum(s.frames for s, p in zip(plan.segments, paths) if p.exists())
-    if progress:
-        progress(finished, plan.frame_count)
+    in_flight = shown = 0  # frames of unfinished segments; the count last reported
+
+    def report():
+        # Never backwards: a retried segment starts its count again, and executors
+        # learn of a finished segment and the others' counts at different moments.
+        nonlocal shown
+        shown = max(shown, min(finished + in_flight, plan.frame_count))
+        if progress:
+            progress(shown, plan.frame_count)
 
     def done(segment):
-        nonlocal finished
+        nonlocal finished, in_flight
         finished += segment.frames
-        if progress:
-            progress(finished, plan.frame_count)
+        in_flight = max(0, in_flight - segment.frames)
+        report()
+
+    def partial(frames: int):
+        nonlocal in_flight
+        in_flight = frames
+        report()
+
+    report()
 
     own = executor is None
     executor = executor or InlineExecutor()
     try:
-        retries = executor.run(config, jobs, done) if jobs else 0
+        retries = executor.run(config, jobs, done, partial) if jobs else 0
+    except Cancelled as stop:
+        kept = sum(1 for p in paths if p.exists())
+        if not kept:
+            shutil.rmtree(work, ignore_errors=True)
+            raise Cancelled("no segment was finished; nothing was kept", 0, plan.frame_count) from stop
+        raise Cancelled(f"{kept} of {len(paths)} segments are finished and kept in {work}; run the same "
+                        f"command with --resume to do the rest", finished, plan.frame_count) from stop
     finally:
         if own:
             executor.close()
     join_segments(paths, config.output, audio_from=config.input if info.has_audio else None)
     shutil.rmtree(work, ignore_errors=True)
     return ClusterResult(Path(config.output), plan.frame_count, len(plan.segments), reused, retries,
-                         time.perf_counter() - start)
+                         time.perf_counter() - start, nodes=max(1, len(executor.nodes)))

@@ -77,10 +77,13 @@ def _maybe_fail(segment: Segment) -> None:
 
 def transcode_segment(config: TranscodeConfig, segment: Segment, output,
                       stylizer: Stylizer | None = None,
-                      progress: Callable[[int], None] | None = None) -> int:
+                      progress: Callable[[int], None] | None = None,
+                      on_pipeline: Callable[[Pipeline], None] | None = None) -> int:
     """Write ``segment`` of ``config.input`` to ``output`` (video only); returns the frames written.
 
     ``output`` appears only when complete (the sink writes a hidden temp file and renames it).
+    ``progress(1)`` is called per frame written; ``on_pipeline`` gets the pipeline before it
+    runs, so that another thread can cancel it (it then raises Cancelled).
     """
     _maybe_fail(segment)
     info = probe(config.input)
@@ -113,6 +116,8 @@ def transcode_segment(config: TranscodeConfig, segment: Segment, output,
         pipeline = Pipeline(lambda: segment_frames(config.input, info, segment),
                             stylize_stages(stylizer, geom, config.batch, smoother)
                             + [Stage("encode", encode, finalize)], queue_size=queue_size)
+        if on_pipeline:
+            on_pipeline(pipeline)
         pipeline.run()
     except BaseException:
         sink.abort()
