@@ -18,11 +18,13 @@ import pytest
 from media import _Tone, draw_frame
 from vidstyle.cli import main
 from vidstyle.cluster import plan_segments, transcode_segment
+from vidstyle.cluster.plan import preroll_frames
 from vidstyle.cluster.run import InlineExecutor, segment_path, transcode_segmented, work_dir
 from vidstyle.cluster.segment import FAIL_ONCE_ENV
 from vidstyle.transcode import TranscodeConfig, transcode
 
 FPS, FRAMES, GOP = 25, 40, 5
+PREROLL = preroll_frames("flow", 0.95)  # the default smoothing's
 
 
 def gop_video(path: Path, frames: int = FRAMES, size=(64, 48), gop: int = GOP) -> Path:
@@ -211,7 +213,7 @@ def test_joins_are_as_smooth_as_a_single_run(clip, tmp_path):
     single_out, seg_out = tmp_path / "single.mp4", tmp_path / "seg.mp4"
     transcode(TranscodeConfig(input=clip, output=single_out))
     transcode_segmented(TranscodeConfig(input=clip, output=seg_out), segment_frames=10)
-    starts = [s.start for s in plan_segments(clip, 10).segments]
+    starts = [s.start for s in plan_segments(clip, 10, PREROLL).segments]
     seg = join_quality(pair_errors(clip, seg_out), starts)
     ref = join_quality(pair_errors(clip, single_out), starts)
     assert seg.joins == 3
@@ -227,7 +229,7 @@ def test_joins_are_within_ten_percent_of_elsewhere(tmp_path):
 
     src = gop_video(tmp_path / "in.mp4", frames=100, size=(160, 120), gop=25)
     out = transcode_segmented(TranscodeConfig(input=src, output=tmp_path / "seg.mp4"), segment_frames=25).output
-    q = join_quality(pair_errors(src, out), [s.start for s in plan_segments(src, 25).segments])
+    q = join_quality(pair_errors(src, out), [s.start for s in plan_segments(src, 25, PREROLL).segments])
     assert q.joins == 3
     assert q.at_joins <= 1.10 * q.elsewhere, q
 
@@ -265,3 +267,45 @@ def test_ray_progress_counts_frames_of_running_segments(ray_runtime, tmp_path, m
     assert result.segments == 1 and result.nodes == 1
     assert seen == sorted(seen) and seen[-1] == 60
     assert any(0 < n < 60 for n in seen), seen
+
+
+def real_clip(path: Path, frames: int, size=(160, 120), gop: int = 30) -> Path:
+    """The sample's real pictures (a still shot, the case where smoothing keeps most history),
+    shrunk and re-encoded with a keyframe every ``gop`` frames."""
+    import cv2
+
+    sample = Path(__file__).resolve().parents[1] / "samples" / "cup.mp4"
+    with av.open(str(sample)) as c, av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height = size
+        video.pix_fmt = "yuv420p"
+        video.codec_context.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "crf": "12"}
+        for i, frame in enumerate(c.decode(video=0)):
+            if i == frames:
+                break
+            picture = av.VideoFrame.from_ndarray(cv2.resize(frame.to_ndarray(format="rgb24"), size,
+                                                            interpolation=cv2.INTER_AREA), format="rgb24")
+            picture.pts, picture.time_base = i, Fraction(1, FPS)
+            out.mux(video.encode(picture))
+        out.mux(video.encode(None))
+    return path
+
+
+@pytest.mark.slow
+def test_joins_on_real_footage_add_under_ten_percent(tmp_path):
+    """On real, mostly still footage, encoded losslessly so x264's keyframe at each join is
+    not measured (docs/cluster.md gives that separately): the pairs straddling a join are
+    within 10% of the single run's at the same pairs, relative to elsewhere. With 48
+    pre-roll frames this was 1.27, with 16 worse."""
+    from vidstyle.cluster.quality import join_excess, pair_errors
+    from vidstyle.io.sink import EncodeSettings
+
+    src = real_clip(tmp_path / "cup.mp4", frames=120)
+    lossless = EncodeSettings(crf=0)
+    single_out = transcode(TranscodeConfig(input=src, output=tmp_path / "single.mp4", encode=lossless)).output
+    seg_out = transcode_segmented(TranscodeConfig(input=src, output=tmp_path / "seg.mp4", encode=lossless),
+                                  segment_frames=30).output
+    starts = [s.start for s in plan_segments(src, 30, PREROLL).segments]
+    assert len(starts) == 4
+    excess = join_excess(pair_errors(src, seg_out), pair_errors(src, single_out), starts)
+    assert excess <= 1.10, excess

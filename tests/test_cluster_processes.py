@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from test_cluster import gop_video, timeline
+from vidstyle.cluster.plan import preroll_frames
 from vidstyle.cluster.run import work_dir
 from vidstyle.interrupt import descendants
 from vidstyle.transcode import TranscodeConfig, transcode
@@ -26,10 +27,16 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
 SEGMENT = 10
+STRENGTH = 0.6  # smoothing that settles in a few frames: a short pre-roll keeps these runs quick
+PREROLL = preroll_frames("flow", STRENGTH)
 
 
 def vidstyle(*args) -> list[str]:
-    return [sys.executable, "-m", "vidstyle.cli", *map(str, args)]
+    return [sys.executable, "-m", "vidstyle.cli", *map(str, args), "--temporal-strength", str(STRENGTH)]
+
+
+def work_of(clip, out) -> Path:
+    return work_dir(TranscodeConfig(input=clip, output=out, temporal_strength=STRENGTH), SEGMENT, PREROLL)
 
 
 def env(**extra) -> dict:
@@ -112,7 +119,7 @@ def stop_after_first_segment(cmd: list[str], work: Path, signals: list[int], tmp
 @pytest.mark.parametrize("cluster, stop", [("local", signal.SIGINT), (None, signal.SIGTERM)])
 def test_a_stopped_job_keeps_its_segments_and_resumes(long_clip, single, tmp_path, cluster, stop):
     out = tmp_path / "out.mp4"
-    work = work_dir(TranscodeConfig(input=long_clip, output=out), SEGMENT, 16)
+    work = work_of(long_clip, out)
     # Without --cluster, --resume alone makes the segmented path run here, inline.
     cmd = vidstyle("transcode", long_clip, "-o", out, "--segment-frames", SEGMENT, "--no-progress",
                    *(["--cluster", cluster, "--workers", 1] if cluster else ["--resume"]))
@@ -137,7 +144,7 @@ def test_a_stopped_job_keeps_its_segments_and_resumes(long_clip, single, tmp_pat
 @pytest.mark.timeout(600)
 def test_a_second_signal_ends_at_once_and_leaves_no_ray_process(long_clip, tmp_path):
     out = tmp_path / "out.mp4"
-    work = work_dir(TranscodeConfig(input=long_clip, output=out), SEGMENT, 16)
+    work = work_of(long_clip, out)
     cmd = vidstyle("transcode", long_clip, "-o", out, "--segment-frames", SEGMENT, "--no-progress",
                    "--cluster", "local", "--workers", 1)
     code, err, children = stop_after_first_segment(cmd, work, [signal.SIGINT, signal.SIGINT], tmp_path)

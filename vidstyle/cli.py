@@ -54,8 +54,9 @@ def _add_cluster_options(p: argparse.ArgumentParser, segments: bool) -> None:
     g.add_argument("--resume", action="store_true", help="reuse the finished segments/files of a killed run")
     g.add_argument("--workers", type=int, default=None, help="Ray actors (default: one per CPU Ray offers)")
     if segments:
-        g.add_argument("--segment-frames", type=int, default=250,
-                       help="cut at the first keyframe at least this many frames on (default 250)")
+        g.add_argument("--segment-frames", type=int, default=None,
+                       help="cut at the first keyframe at least this many frames on (default: 10x the "
+                            "pre-roll smoothing needs, at least 250; 900 with the default smoothing)")
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -403,7 +404,7 @@ def _cluster_transcode(args, config) -> int:
     from . import interrupt
     from .cluster.commands import Session, run_transcode
 
-    if args.segment_frames < 1:
+    if args.segment_frames is not None and args.segment_frames < 1:
         raise VidstyleError(f"--segment-frames must be at least 1, got {args.segment_frames}")
     progress, close = _bar(args, "frame", "stylizing")
     session = Session(args.cluster, args.workers)

@@ -15,7 +15,7 @@ from ..errors import Cancelled, OutputError
 from ..io import probe
 from ..transcode import TranscodeConfig
 from .join import join_segments
-from .plan import DEFAULT_PREROLL, SegmentPlan, plan_segments
+from .plan import SegmentPlan, default_segment_frames, plan_segments, preroll_frames
 from .segment import make_stylizer, transcode_segment
 
 MAX_ATTEMPTS = 3  # a segment that fails is tried again (on another worker) up to this many times in all
@@ -134,16 +134,21 @@ class InlineExecutor:
 
 
 def transcode_segmented(config: TranscodeConfig, executor=None, resume: bool = False,
-                        segment_frames: int = 250, preroll: int = DEFAULT_PREROLL,
+                        segment_frames: int | None = None, preroll: int | None = None,
                         progress: Progress | None = None, plan: SegmentPlan | None = None) -> ClusterResult:
     """Stylize ``config.input`` into ``config.output`` segment by segment, then join.
 
     Finished segments live in :func:`work_dir`; with ``resume`` the ones already
     there are reused, without it the folder starts empty. It is removed after the join.
+    ``preroll`` defaults to what the smoothing settings need (:func:`preroll_frames`),
+    ``segment_frames`` to ten times that, at least 250.
     """
     start = time.perf_counter()
     info = probe(config.input)
     check_paths(config)
+    if preroll is None:
+        preroll = preroll_frames(config.temporal, config.temporal_strength)
+    segment_frames = segment_frames or default_segment_frames(preroll)
     plan = plan or plan_segments(config.input, segment_frames, preroll)
     work = work_dir(config, segment_frames, preroll)
     if work.exists() and not resume:
