@@ -309,3 +309,26 @@ def test_joins_on_real_footage_add_under_ten_percent(tmp_path):
     assert len(starts) == 4
     excess = join_excess(pair_errors(src, seg_out), pair_errors(src, single_out), starts)
     assert excess <= 1.10, excess
+
+
+def test_placement_one_actor_per_gpu_else_per_cpus():
+    from vidstyle.cluster.ray_exec import Slot, placement
+
+    nodes = [{"NodeID": "gpu", "Alive": True, "Resources": {"CPU": 16.0, "GPU": 2.0}},
+             {"NodeID": "cpu", "Alive": True, "Resources": {"CPU": 8.0}},
+             {"NodeID": "dead", "Alive": False, "Resources": {"CPU": 64.0}},
+             {"NodeID": "head", "Alive": True, "Resources": {"CPU": 0.0}}]  # a head kept for scheduling only
+    slots = placement(nodes)
+    assert slots.count(Slot("gpu", 8, 1)) == 2 and slots.count(Slot("cpu", 1, 0)) == 8 and len(slots) == 10
+    assert placement(nodes, cpus_per_worker=4).count(Slot("cpu", 4, 0)) == 2
+    assert placement(nodes, cpus_per_worker=3).count(Slot("cpu", 3, 0)) == 2  # 2 cores left idle
+    # a cap takes from every node in turn, not all from the first
+    assert {s.node for s in placement(nodes, workers=2)} == {"gpu", "cpu"}
+
+
+def test_bad_worker_counts_are_one_line(clip, tmp_path, capsys):
+    for flag in ("--workers", "--cpus-per-worker"):
+        assert main(["transcode", str(clip), "-o", str(tmp_path / "o.mp4"), "--cluster", "local", flag, "0",
+                     "--no-progress"]) == 1
+        err = capsys.readouterr().err
+        assert f"{flag} must be at least 1" in err and len(err.strip().splitlines()) == 1

@@ -161,13 +161,15 @@ def free_port() -> int:
 
 @pytest.fixture
 def two_nodes():
-    """A Ray head and a worker node on this machine, one CPU each; yields (GCS address, client port)."""
+    """A Ray head and a worker node on this machine, one CPU each; yields (GCS address, client port).
+    The head also declares a GPU (Ray only counts it), so one actor is placed as on a GPU node:
+    with num_gpus=1, and --engine auto still finding no GPU there."""
     ray_bin = Path(sys.executable).with_name("ray")
     gcs, client = free_port(), free_port()
     temp = tempfile.mkdtemp(prefix="vr")  # short: Ray's socket paths must fit 107 bytes
     common = ["--num-cpus", "1", "--disable-usage-stats", "--block"]
     head = subprocess.Popen([ray_bin, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
-                             "--ray-client-server-port", str(client), "--include-dashboard", "false",
+                             "--ray-client-server-port", str(client), "--include-dashboard", "false", "--num-gpus", "1",
                              "--temp-dir", temp, *common],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
     procs = [head]

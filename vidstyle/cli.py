@@ -52,7 +52,10 @@ def _add_cluster_options(p: argparse.ArgumentParser, segments: bool) -> None:
                    help="run on Ray: auto (RAY_ADDRESS, else local), local, or a cluster's ray:// address"
                         + ("; the file is split into keyframe-aligned segments" if segments else ""))
     g.add_argument("--resume", action="store_true", help="reuse the finished segments/files of a killed run")
-    g.add_argument("--workers", type=int, default=None, help="Ray actors (default: one per CPU Ray offers)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="at most this many Ray actors (default: one per GPU, or per --cpus-per-worker CPUs, of each node)")
+    g.add_argument("--cpus-per-worker", type=int, default=1,
+                   help="CPUs each actor on a node without GPUs reserves and keeps its threads to (default 1)")
     if segments:
         g.add_argument("--segment-frames", type=int, default=None,
                        help="cut at the first keyframe at least this many frames on (default: 10x the "
@@ -400,14 +403,21 @@ def _bar(args, unit: str, desc: str):
     return progress, close
 
 
+def _check_cluster_options(args) -> None:
+    for flag, value in (("--workers", args.workers), ("--cpus-per-worker", args.cpus_per_worker)):
+        if value is not None and value < 1:
+            raise VidstyleError(f"{flag} must be at least 1, got {value}")
+
+
 def _cluster_transcode(args, config) -> int:
     from . import interrupt
     from .cluster.commands import Session, run_transcode
 
+    _check_cluster_options(args)
     if args.segment_frames is not None and args.segment_frames < 1:
         raise VidstyleError(f"--segment-frames must be at least 1, got {args.segment_frames}")
     progress, close = _bar(args, "frame", "stylizing")
-    session = Session(args.cluster, args.workers)
+    session = Session(args.cluster, args.workers, args.cpus_per_worker)
     try:
         # Ctrl-C/SIGTERM: finished segments stay for --resume, the actors stop, a Ray runtime
         # this command started is shut down; the work answers within a poll, so no grace cut-off.
@@ -428,11 +438,12 @@ def cmd_batch(args) -> int:
     from .cluster.commands import Session, find_inputs, output_dir, run_batch
 
     _check_transcode_options(args)
+    _check_cluster_options(args)
     inputs = find_inputs(args.inputs)
     out_dir = output_dir(args.output)
     config = _transcode_config(args, inputs[0], out_dir / inputs[0].name)
     progress, close = _bar(args, "frame", "batch")
-    session = Session(args.cluster, args.workers)
+    session = Session(args.cluster, args.workers, args.cpus_per_worker)
     try:
         outputs = interrupt.run(lambda: run_batch(config, inputs, out_dir, session, args.resume, progress),
                                 session.cancel, keeps_something=lambda: True)  # as _cluster_transcode

@@ -42,8 +42,8 @@ class Session:
     this session joins or starts (and then shuts down). ``cancel()`` is safe from a signal
     handler: the running work raises Cancelled, the actors are stopped, Ray is shut down."""
 
-    def __init__(self, cluster: str | None, workers: int | None = None):
-        self.cluster, self.workers = cluster, workers
+    def __init__(self, cluster: str | None, workers: int | None = None, cpus_per_worker: int = 1):
+        self.cluster, self.workers, self.cpus_per_worker = cluster, workers, cpus_per_worker
         self.executor = None
         self._started = False
         self._cancelled = threading.Event()
@@ -53,8 +53,9 @@ class Session:
         if self.cluster:
             from .ray_exec import RayExecutor, connect
 
-            self._started = connect(self.cluster, num_cpus=self.workers)
-            executor = RayExecutor(self.workers)
+            local_cpus = self.workers * self.cpus_per_worker if self.workers else None
+            self._started = connect(self.cluster, num_cpus=local_cpus)
+            executor = RayExecutor(self.workers, cpus_per_worker=self.cpus_per_worker)
         else:
             from .run import InlineExecutor
 

@@ -5,8 +5,11 @@ This is the only module that imports ray, and only inside functions, so that
 """
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import os
+from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import VidstyleError
@@ -52,18 +55,53 @@ def connect(cluster: str = "auto", num_cpus: int | None = None) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Slot:
+    """One actor's place: a node and what it may use there."""
+
+    node: str
+    cpus: int
+    gpus: int
+
+
+def placement(nodes: list[dict], workers: int | None = None, cpus_per_worker: int = 1) -> list[Slot]:
+    """Actors for ``nodes`` (``ray.nodes()`` entries): one per GPU on a node with GPUs (with
+    that node's CPUs shared among them, for decode, flow and encode), else one per
+    ``cpus_per_worker`` CPUs. ``workers`` caps the total, taking from every node in turn."""
+    per_node = []
+    for node in nodes:
+        if not node.get("Alive", True):
+            continue
+        res = node.get("Resources", {})
+        cpus, gpus = int(res.get("CPU", 0)), int(res.get("GPU", 0))
+        if gpus:
+            per_node.append([Slot(node["NodeID"], max(1, cpus // gpus), 1)] * gpus)
+        elif cpus:
+            step = max(1, min(cpus_per_worker, cpus))
+            per_node.append([Slot(node["NodeID"], step, 0)] * (cpus // step))
+    slots = [s for group in itertools.zip_longest(*per_node) for s in group if s is not None]
+    return slots[:workers] if workers else slots
+
+
 def _worker_class(ray):
     # max_concurrency 2: the driver asks how far the running segment is while it runs;
     # the driver never hands an actor a second segment before the first returns.
-    @ray.remote(num_cpus=1, max_restarts=1, max_concurrency=2)
+    @ray.remote(max_restarts=1, max_concurrency=2)
     class SegmentWorker:
         """Loads the stylizer once; runs segments and whole files for one job's settings."""
 
-        def __init__(self, config: TranscodeConfig):
+        def __init__(self, config: TranscodeConfig, cpus: int):
+            import cv2
+
             from .segment import make_stylizer
 
-            self.config = config
-            self.stylizer = make_stylizer(config)
+            # Ray reserves cores but does not pin: every pool of this actor (engine, OpenCV,
+            # FFmpeg) keeps to its share, or N actors each run threads for the whole node.
+            cv2.setNumThreads(cpus)
+            self.config = dataclasses.replace(
+                config, threads=config.threads or cpus,
+                encode=dataclasses.replace(config.encode, threads=config.encode.threads or cpus))
+            self.stylizer = make_stylizer(self.config)
             self.node = ray.get_runtime_context().get_node_id()
             self.current = 0  # frames written by the call in progress
 
@@ -75,8 +113,6 @@ def _worker_class(ray):
             return frames, self.node
 
         def whole(self, input, output, resume: bool) -> tuple[int, str]:
-            import dataclasses
-
             from .run import InlineExecutor, transcode_segmented
 
             self.current = 0
@@ -104,19 +140,26 @@ class RayExecutor:
 
     POLL = 0.5  # seconds between looks at the running jobs' frame counts (and at a cancel)
 
-    def __init__(self, workers: int | None = None, max_attempts: int = 3):
+    def __init__(self, workers: int | None = None, max_attempts: int = 3, cpus_per_worker: int = 1):
         self.ray = import_ray()
         self.workers = workers
+        self.cpus_per_worker = cpus_per_worker
         self.max_attempts = max_attempts
         self.actors = []
         self.nodes: set[str] = set()  # where jobs finished
         self._cancelled = False
 
     def _start(self, config):
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         ray = self.ray
-        count = self.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        slots = placement(ray.nodes(), self.workers, self.cpus_per_worker)
+        if not slots:
+            raise VidstyleError("the Ray cluster offers no CPU or GPU to run a worker on")
         cls = _worker_class(ray)
-        self.actors = [cls.remote(config) for _ in range(count)]
+        self.actors = [cls.options(num_cpus=s.cpus, num_gpus=s.gpus,
+                                   scheduling_strategy=NodeAffinitySchedulingStrategy(s.node, soft=False))
+                       .remote(config, s.cpus) for s in slots]
 
     def cancel(self) -> None:
         """From any thread: ``run`` raises Cancelled within POLL; close() then stops the actors."""
