@@ -207,6 +207,16 @@ def test_serve_does_not_mix_with_a_window(capsys):
     assert "drop --window" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("extra", [["--camera", "synthetic"], ["--stats-json", "s.json"], ["--loop"]])
+def test_serve_refuses_options_of_a_local_camera(extra, capsys):
+    """The browser is the camera: a --camera or --stats-json given with --serve is not silently dropped."""
+    from vidstyle.cli import main
+
+    assert main(["live", "--serve", *extra]) == 1
+    err = capsys.readouterr().err
+    assert f"drop {extra[0]}" in err and len(err.strip().splitlines()) == 1
+
+
 # --- frames handed to the decoder ----------------------------------------------------------------
 
 def rtp(seq: int, timestamp: int, marker: bool):

@@ -108,7 +108,7 @@ def create_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", type=Path, help="also write the figures, pair by pair, to this JSON file")
 
     lv = sub.add_parser("live", help="stylize a camera live: a window, a virtual camera, or stats")
-    lv.add_argument("--camera", default="0", help="0, /dev/videoN, a URL, a video FILE, or 'synthetic' (default 0)")
+    lv.add_argument("--camera", default=None, help="0, /dev/videoN, a URL, a video FILE, or 'synthetic' (default 0)")
     lv.add_argument("--loop", action="store_true", help="play a FILE camera in a loop")
     _add_style_options(lv, size_default="the largest that keeps up with the camera, measured as it runs")
     _add_engine_options(lv)
@@ -367,6 +367,11 @@ def cmd_live(args) -> int:
 def cmd_serve(args) -> int:
     if args.window or args.virtual_cam:
         raise VidstyleError("--serve shows the video in the browser; drop --window and --virtual-cam")
+    # The browser is the camera, and each viewer has its own figures on the page.
+    for flag, given in (("--camera", args.camera is not None), ("--loop", args.loop),
+                        ("--stats-json", args.stats_json is not None)):
+        if given:
+            raise VidstyleError(f"--serve takes the camera of each browser that connects; drop {flag}")
     try:
         from .serve import parse_address, serve_forever
     except ImportError as exc:

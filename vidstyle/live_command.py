@@ -13,7 +13,7 @@ from .errors import VidstyleError
 def _source(args):
     from . import live
 
-    spec = args.camera
+    spec = "0" if args.camera is None else args.camera
     if spec == "synthetic":
         return live.PacedSource(live.moving_pictures(640, 480), rate=30, loop=True), (640, 480, 30.0)
     if Path(spec).is_file():  # a file plays at its own rate, like a camera would deliver it
