@@ -7,6 +7,7 @@ started once for the module and shut down at its end.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -184,6 +185,25 @@ def test_ray_retries_a_failed_segment(ray_runtime, clip, single, tmp_path):
     finally:
         executor.close()
     assert result.retries == 1 and not ray_runtime.exists()
+    assert timeline(tmp_path / "r.mp4")[0] == single[0]
+
+
+@pytest.mark.timeout(300)
+def test_ray_retries_the_segment_of_a_worker_that_died(ray_runtime, clip, single, tmp_path):
+    """The actor's process ends mid-segment (as an OOM kill would): Ray restarts it, and the
+    segment runs again on the other actor."""
+    from vidstyle.cluster.ray_exec import RayExecutor
+
+    ray_runtime.write_text("exit")
+    executor = RayExecutor(workers=2)
+    try:
+        result = transcode_segmented(TranscodeConfig(input=clip, output=tmp_path / "r.mp4"), executor,
+                                     segment_frames=10, preroll=3)
+    finally:
+        executor.close()
+    assert result.retries == 1 and not ray_runtime.exists(), executor.failures
+    assert len(executor.failures) == 1, executor.failures
+    assert re.search(r"Actor(Died|Unavailable)Error", executor.failures[0]), executor.failures  # not an exception
     assert timeline(tmp_path / "r.mp4")[0] == single[0]
 
 

@@ -147,6 +147,7 @@ class RayExecutor:
         self.max_attempts = max_attempts
         self.actors = []
         self.nodes: set[str] = set()  # where jobs finished
+        self.failures: list[str] = []  # "KEY: ERROR" of every failed attempt, retried or not
         self._cancelled = False
 
     def _start(self, config):
@@ -188,45 +189,57 @@ class RayExecutor:
         if not self.actors:
             self._start(config)
         attempts = {}
-        pending = {}
-        queue = list(calls)
+        pending = {}  # ref -> (call, slot); call None: a look at whether a failed actor is back
+        queue = [(call, None) for call in calls]  # (call, the slot it failed on)
         free = list(range(len(self.actors)))
+        alive = set(free)
         retries = 0
 
-        def submit(call, avoid=None):
-            slot = next((s for s in free if s != avoid), free[0])
-            free.remove(slot)
-            key, method, args = call
-            attempts[key] = attempts.get(key, 0) + 1
-            pending[getattr(self.actors[slot], method).remote(*args)] = (call, slot)
+        def assign() -> None:
+            for item in list(queue):
+                call, avoid = item
+                # A retry goes to another actor, unless this one is the only one left.
+                slot = next((s for s in free if s != avoid or alive == {s}), None)
+                if slot is None:
+                    continue
+                queue.remove(item)
+                free.remove(slot)
+                key, method, args = call
+                attempts[key] = attempts.get(key, 0) + 1
+                pending[getattr(self.actors[slot], method).remote(*args)] = (call, slot)
 
-        while queue or pending:
+        while queue or any(call for call, _ in pending.values()):
             if self._cancelled:
                 raise Cancelled("cancelled")
-            while queue and free:
-                submit(queue.pop(0))
+            assign()
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=self.POLL)
             if not ready:
                 if partial:
-                    partial(self._written([slot for _, slot in pending.values()]))
+                    partial(self._written([slot for call, slot in pending.values() if call]))
                 continue
             ref = ready[0]
             call, slot = pending.pop(ref)
-            free.append(slot)
             try:
-                frames, node = ray.get(ref)
+                frames, node = ray.get(ref) if call else (None, None)
             except Exception as error:
+                if call is None:  # it did not come back (its restarts are used up)
+                    alive.discard(slot)
+                    if not alive:
+                        raise VidstyleError(f"every Ray worker died; last: {' '.join(str(error).split())[:300]}") from None
+                    continue
+                self.failures.append(f"{call[0]}: {type(error).__name__}: {' '.join(str(error).split())[:300]}")
                 if attempts[call[0]] >= self.max_attempts:
                     raise VidstyleError(f"{call[0]} failed {attempts[call[0]]} times; last: "
                                         f"{' '.join(str(error).split())[:300]}") from None
                 retries += 1
-                if free and len(self.actors) > 1:
-                    submit(call, avoid=slot)  # another worker
-                else:
-                    queue.insert(0, call)
+                queue.insert(0, (call, slot))
+                # The actor may be restarting after a crash: it takes work again once it answers.
+                pending[self.actors[slot].__ray_ready__.remote()] = (None, slot)
                 continue
-            self.nodes.add(node)
-            done(call[0], frames)
+            free.append(slot)
+            if call:
+                self.nodes.add(node)
+                done(call[0], frames)
         return retries
 
     def run(self, config: TranscodeConfig, jobs: list, done: Callable, partial: Callable | None = None) -> int:

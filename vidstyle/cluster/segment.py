@@ -25,8 +25,9 @@ from ..stylize import Stylizer
 from ..transcode import TranscodeConfig, stylize_stages
 from .plan import Segment
 
-# Tests (and chaos drills) make a segment fail once: while the file this names exists,
-# the first segment run that removes it raises.
+# Tests (and chaos drills) make a segment fail once: while the file this names exists, the
+# first segment run that removes it raises, or, if the file says "exit", ends its process
+# as a crashed or OOM-killed worker would.
 FAIL_ONCE_ENV = "VIDSTYLE_CLUSTER_FAIL_ONCE"
 
 
@@ -69,9 +70,13 @@ def _maybe_fail(segment: Segment) -> None:
     flag = os.environ.get(FAIL_ONCE_ENV)
     if flag:
         try:
+            with open(flag) as f:
+                how = f.read().strip()
             os.unlink(flag)
         except FileNotFoundError:
             return
+        if how == "exit":
+            os._exit(70)
         raise InjectedFailure(f"injected failure in segment {segment.number} ({FAIL_ONCE_ENV})")
 
 
