@@ -12,8 +12,10 @@ Three parts, each measured side by side in this one run:
    divided by a single-machine output at the same pairs (``join_excess``), once encoded
    losslessly (the smoothing alone) and once at the default crf 18.
 3. **x264's keyframe at each join**: the lossless single-machine output of each clip
-   re-encoded at crf 18 whole and in segment-sized pieces; the frame-to-frame jump at
-   the joins beyond the source's own, against elsewhere.
+   re-encoded at crf 18 whole, whole with keyframes at the join frames, and in
+   segment-sized pieces with and without the landing zone (more bits for the last
+   frames before a join, as segments are encoded); the frame-to-frame jump at the
+   joins beyond the source's own.
 
     .venv/bin/python benchmarks/cluster.py [--frames 3600] [--size 160x120] [--workers 2] [--skip-overhead]
 """
@@ -41,6 +43,7 @@ from benchmarks import clips  # noqa: E402
 from vidstyle.cluster.plan import default_segment_frames, plan_segments, preroll_frames  # noqa: E402
 from vidstyle.cluster.quality import join_excess, join_quality, pair_errors  # noqa: E402
 from vidstyle.cluster.run import transcode_segmented  # noqa: E402
+from vidstyle.cluster.segment import landing_options  # noqa: E402
 from vidstyle.io.sink import EncodeSettings  # noqa: E402
 from vidstyle.transcode import TranscodeConfig, transcode  # noqa: E402
 
@@ -89,12 +92,13 @@ def overhead(tmp: Path, frames: int, size: tuple[int, int], gop: int, workers: i
     return out
 
 
-def write_clip(frames: np.ndarray, path: Path, gop: int, crf: int = 12) -> Path:
+def write_clip(frames: np.ndarray, path: Path, gop: int, crf: int = 12, extra: dict | None = None) -> Path:
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=25)
         video.height, video.width = frames.shape[1:3]
         video.pix_fmt = "yuv420p"
-        video.codec_context.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "crf": str(crf)}
+        video.codec_context.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "crf": str(crf),
+                                       **(extra or {})}
         for i, rgb in enumerate(frames):
             picture = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             picture.pts, picture.time_base = i, Fraction(1, 25)
@@ -114,7 +118,11 @@ def keyframe_jump(lossless: Path, tmp: Path, starts: list[int]) -> dict:
     src = np.stack(decoded(lossless))
     cuts = [0, *starts, len(src)]
     whole = decoded(write_clip(src, tmp / "whole.mp4", gop=250, crf=18))
-    pieces = [f for a, b in zip(cuts, cuts[1:]) for f in decoded(write_clip(src[a:b], tmp / "piece.mp4", gop=250, crf=18))]
+    keyed = decoded(write_clip(src, tmp / "keyed.mp4", gop=JOIN_GOP, crf=18))  # keyframes where the joins are
+    pieces = [f for a, b in zip(cuts, cuts[1:])
+              for f in decoded(write_clip(src[a:b], tmp / "piece.mp4", gop=250, crf=18,
+                                          extra=landing_options("libx264", b - a, b == len(src))))]
+    bare = [f for a, b in zip(cuts, cuts[1:]) for f in decoded(write_clip(src[a:b], tmp / "piece.mp4", gop=250, crf=18))]
 
     def jumps(frames):
         return np.array([np.abs(frames[i].astype(np.float32) - frames[i - 1]).mean()
@@ -122,9 +130,10 @@ def keyframe_jump(lossless: Path, tmp: Path, starts: list[int]) -> dict:
 
     at = np.zeros(len(src) - 1, bool)
     at[[s - 1 for s in starts]] = True
-    w, p = jumps(whole), jumps(pieces)
+    w, k, p, n = jumps(whole), jumps(keyed), jumps(pieces), jumps(bare)
     return {"pieces_at_joins": float(p[at].mean()), "pieces_elsewhere": float(p[~at].mean()),
-            "whole_at_same_pairs": float(w[at].mean())}
+            "pieces_without_landing_at_joins": float(n[at].mean()),
+            "whole_at_same_pairs": float(w[at].mean()), "whole_keyframes_at_same_pairs": float(k[at].mean())}
 
 
 def joins(tmp: Path, names: list[str], size: tuple[int, int]) -> dict:
@@ -150,8 +159,10 @@ def joins(tmp: Path, names: list[str], size: tuple[int, int]) -> dict:
                 jump = keyframe_jump(single, tmp, starts)
                 row["x264_keyframe"] = jump
                 print(f"  {name:9s} x264 keyframe at each join: jump beyond the source {jump['pieces_at_joins']:+.3f} "
-                      f"levels (elsewhere {jump['pieces_elsewhere']:+.3f}; one encode, same pairs "
-                      f"{jump['whole_at_same_pairs']:+.3f})")
+                      f"levels ({jump['pieces_without_landing_at_joins']:+.3f} without the landing zone; "
+                      f"elsewhere {jump['pieces_elsewhere']:+.3f}; one encode, same pairs "
+                      f"{jump['whole_at_same_pairs']:+.3f}, or {jump['whole_keyframes_at_same_pairs']:+.3f} "
+                      f"with its own keyframes there)")
         out[name] = row
     return out
 

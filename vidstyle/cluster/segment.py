@@ -35,6 +35,22 @@ class InjectedFailure(RuntimeError):
     pass
 
 
+# Every segment starts with a keyframe, and a keyframe redraws the picture from scratch
+# where the frames before it carried their coding noise forward: a small pulse at each
+# join. Spending LANDING_BITS x the bits on the last LANDING frames before a join brings
+# them closer to the keyframe: at crf 18 the pulse on the sample went from +0.49 to +0.32
+# levels (a keyframe x264 places itself: +0.46), for a few frames' bits per segment.
+LANDING = 5
+LANDING_BITS = 3
+
+
+def landing_options(codec: str, frames: int, last: bool) -> dict[str, str]:
+    """Encoder options for a segment of ``frames`` frames (``last``: no join after it)."""
+    if last or frames <= LANDING or codec != "libx264":  # measured with x264 only
+        return {}
+    return {"x264-params": f"zones={frames - LANDING},{frames - 1},b={LANDING_BITS}"}
+
+
 def make_stylizer(config: TranscodeConfig) -> Stylizer:
     return Stylizer(styles.parse(config.style), strength=config.strength, preserve_color=config.preserve_color,
                     engine_name=config.engine, threads=config.threads, precision=config.precision,
@@ -96,7 +112,8 @@ def transcode_segment(config: TranscodeConfig, segment: Segment, output,
     geom = imageops.plan(info.width, info.height, config.size)
     queue_size = memory.plan_queue(geom, config.batch, 6 + smoother.needs_motion, config.queue_size,
                                    segment.frames + segment.preroll)
-    sink = FileSink(output, info, info.width, info.height, config.encode, audio_from=None)
+    sink = FileSink(output, info, info.width, info.height, config.encode, audio_from=None,
+                    options=lambda codec: landing_options(codec, segment.frames, segment.end_pts is None))
     written = 0
 
     def encode(frame: Frame):

@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import av
 import numpy as np
@@ -102,14 +103,16 @@ class FileSink:
     """
 
     def __init__(self, path, info: VideoInfo, width: int, height: int,
-                 settings: EncodeSettings = EncodeSettings(), audio_from: str | None = None):
+                 settings: EncodeSettings = EncodeSettings(), audio_from: str | None = None,
+                 options: Callable[[str], dict[str, str]] | None = None):
+        """``options(codec_name)``: encoder options to add to what ``settings`` give."""
         self.path = Path(path)
         self.info = info
         self.width, self.height = width, height
         self.settings = settings
         self._check_target([info.path] + ([audio_from] if audio_from else []))
         codec = _video_codec(settings)
-        self._options = encoder_options(codec.name, settings)
+        self._options = {**encoder_options(codec.name, settings), **(options(codec.name) if options else {})}
         self._coded_size = even_size(width, height, settings.pix_fmt)
         # Left to PyAV, RGB becomes BT.601 YUV with no colour tags, which players
         # show as BT.709 for HD: shifted colours. Convert and tag explicitly.
