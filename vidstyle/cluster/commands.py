@@ -109,7 +109,7 @@ def run_batch(config: TranscodeConfig, inputs: list[Path], out_dir: Path, sessio
     ``progress(frames, total)`` counts frames over all files (total from the containers;
     None if one does not say). A stop raises Cancelled naming the files finished.
     """
-    from .run import transcode_segmented
+    from .run import Tally, transcode_segmented
 
     pairs = [(i, out_dir / i.name) for i in inputs]
     for i, o in pairs:
@@ -119,27 +119,12 @@ def run_batch(config: TranscodeConfig, inputs: list[Path], out_dir: Path, sessio
         pairs = [(i, o) for i, o in pairs if not o.exists()]
     counts = [estimated_frames(i) for i, _ in pairs]
     total = None if None in counts else sum(counts)
-    finished, in_flight, shown, files = 0, 0, 0, []
-
-    def report():
-        nonlocal shown
-        shown = max(shown, finished + in_flight)
-        if progress:
-            progress(shown if total is None else min(shown, total), total)
+    tally, files = Tally(total, progress), []
 
     def one_done(key, frames: int):
-        nonlocal finished, in_flight
         files.append(key)
-        finished += frames
-        in_flight = max(0, in_flight - frames)
-        report()
+        tally.done(frames)
 
-    def partial(frames: int):
-        nonlocal in_flight
-        in_flight = frames
-        report()
-
-    report()
     try:
         with session:
             if not pairs:
@@ -148,11 +133,11 @@ def run_batch(config: TranscodeConfig, inputs: list[Path], out_dir: Path, sessio
                 for i, o in pairs:
                     result = transcode_segmented(dataclasses.replace(config, input=i, output=o), session.executor,
                                                  resume=resume, segment_frames=10**9,
-                                                 progress=lambda n, _t: partial(n))
+                                                 progress=lambda n, _t: tally.partial(n))
                     one_done(i, result.frames)
             else:
-                session.executor.run_files(config, pairs, resume, one_done, partial)
+                session.executor.run_files(config, pairs, resume, one_done, tally.partial)
     except Cancelled as stop:
         raise Cancelled(f"{len(files)} of {len(pairs)} file(s) are finished in {out_dir}; run the same "
-                        f"command with --resume to do the rest", finished, total) from stop
+                        f"command with --resume to do the rest", tally.finished, total) from stop
     return [o for _, o in pairs]

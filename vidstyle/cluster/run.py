@@ -70,6 +70,36 @@ def check_paths(config: TranscodeConfig) -> None:
         raise OutputError(f"{out}: output would overwrite the input {config.input}")
 
 
+class Tally:
+    """One progress count: frames of finished jobs plus those the running ones have written.
+
+    It never goes backwards: a retried job starts its count again, and executors learn of
+    a finished job and of the others' counts at different moments.
+    """
+
+    def __init__(self, total: int | None, progress: Progress | None, finished: int = 0):
+        self.total, self.progress = total, progress
+        self.finished = finished
+        self.in_flight = self.shown = 0
+        self._report()
+
+    def _report(self) -> None:
+        count = self.finished + self.in_flight
+        self.shown = max(self.shown, count if self.total is None else min(count, self.total))
+        if self.progress:
+            self.progress(self.shown, self.total)
+
+    def done(self, frames: int) -> None:
+        self.finished += frames
+        self.in_flight = max(0, self.in_flight - frames)
+        self._report()
+
+    def partial(self, frames: int) -> None:
+        """``frames``: written so far by all running jobs together."""
+        self.in_flight = frames
+        self._report()
+
+
 class InlineExecutor:
     """Segments one after another in this process, one stylizer; the reference and the test double."""
 
@@ -159,40 +189,20 @@ def transcode_segmented(config: TranscodeConfig, executor=None, resume: bool = F
     jobs = [(s, p) for s, p in zip(plan.segments, paths) if not p.exists()]
     reused = len(plan.segments) - len(jobs)
     finished = sum(s.frames for s, p in zip(plan.segments, paths) if p.exists())
-    in_flight = shown = 0  # frames of unfinished segments; the count last reported
-
-    def report():
-        # Never backwards: a retried segment starts its count again, and executors
-        # learn of a finished segment and the others' counts at different moments.
-        nonlocal shown
-        shown = max(shown, min(finished + in_flight, plan.frame_count))
-        if progress:
-            progress(shown, plan.frame_count)
-
-    def done(segment):
-        nonlocal finished, in_flight
-        finished += segment.frames
-        in_flight = max(0, in_flight - segment.frames)
-        report()
-
-    def partial(frames: int):
-        nonlocal in_flight
-        in_flight = frames
-        report()
-
-    report()
+    tally = Tally(plan.frame_count, progress, finished)
+    done = lambda segment: tally.done(segment.frames)  # noqa: E731
 
     own = executor is None
     executor = executor or InlineExecutor()
     try:
-        retries = executor.run(config, jobs, done, partial) if jobs else 0
+        retries = executor.run(config, jobs, done, tally.partial) if jobs else 0
     except Cancelled as stop:
         kept = sum(1 for p in paths if p.exists())
         if not kept:
             shutil.rmtree(work, ignore_errors=True)
             raise Cancelled("no segment was finished; nothing was kept", 0, plan.frame_count) from stop
         raise Cancelled(f"{kept} of {len(paths)} segments are finished and kept in {work}; run the same "
-                        f"command with --resume to do the rest", finished, plan.frame_count) from stop
+                        f"command with --resume to do the rest", tally.finished, plan.frame_count) from stop
     finally:
         if own:
             executor.close()
