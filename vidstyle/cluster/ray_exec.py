@@ -136,7 +136,7 @@ def _worker_class(ray):
 
 
 class RayExecutor:
-    """Runs jobs on ``workers`` actors (default: one per CPU Ray offers), retrying failures on another."""
+    """Runs jobs on actors placed by :func:`placement`, retrying a failed job on another actor."""
 
     POLL = 0.5  # seconds between looks at the running jobs' frame counts (and at a cancel)
 
