@@ -14,6 +14,7 @@ from typing import Callable
 
 from ..errors import VidstyleError
 from ..transcode import TranscodeConfig
+from .run import MAX_ATTEMPTS
 
 INSTALL_HINT = "--cluster needs Ray, which is not installed: pip install 'vidstyle[cluster]'"
 
@@ -140,7 +141,7 @@ class RayExecutor:
 
     POLL = 0.5  # seconds between looks at the running jobs' frame counts (and at a cancel)
 
-    def __init__(self, workers: int | None = None, max_attempts: int = 3, cpus_per_worker: int = 1):
+    def __init__(self, workers: int | None = None, max_attempts: int = MAX_ATTEMPTS, cpus_per_worker: int = 1):
         self.ray = import_ray()
         self.workers = workers
         self.cpus_per_worker = cpus_per_worker
