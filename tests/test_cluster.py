@@ -209,6 +209,26 @@ def test_cli_cluster_local_transcode_and_batch(ray_runtime, clip, single, tmp_pa
         assert len(timeline(tmp_path / "out" / name)[0]) == 12
 
 
+@pytest.mark.timeout(300)
+def test_batch_cuts_a_long_file_into_segments_for_every_actor(ray_runtime, clip, single, tmp_path):
+    """A folder with a clip and a film: the clip goes to one actor whole, the film (two
+    segments or more) is cut and its segments go to the actors."""
+    import shutil
+
+    from vidstyle.cluster.commands import Session, run_batch
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    shutil.copy(clip, folder / "film.mp4")  # 40 frames: 4 segments of 10
+    short = gop_video(folder / "clip.mp4", frames=12)  # under 2 segments
+    session = Session("local", workers=2)
+    run_batch(TranscodeConfig(input=short, output=out / "x.mp4"), [folder / "clip.mp4", folder / "film.mp4"], out,
+              session, resume=False, segment_frames=10)
+    assert sorted(session.executor.completed) == sorted([str(short)] + [f"segment {n}" for n in range(4)])
+    assert timeline(out / "film.mp4")[0] == single[0] and len(timeline(out / "clip.mp4")[0]) == 12
+
+
 def test_joins_are_as_smooth_as_a_single_run(clip, tmp_path):
     """At the joins, the segmented output's warping error is within 10% of the single-machine
     output's at the same frame pairs (pre-roll warms the smoothing), and no worse than elsewhere

@@ -46,20 +46,19 @@ def _add_temporal_options(p: argparse.ArgumentParser) -> None:
                    help=f"0..1: how much history to keep where it is trusted (default {DEFAULT_STRENGTH})")
 
 
-def _add_cluster_options(p: argparse.ArgumentParser, segments: bool) -> None:
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("cluster (needs the cluster extra: pip install 'vidstyle[cluster]')")
     g.add_argument("--cluster", metavar="auto|local|ray://HOST:PORT", default=None,
                    help="run on Ray: auto (RAY_ADDRESS, else local), local, or a cluster's ray:// address"
-                        + ("; the file is split into keyframe-aligned segments" if segments else ""))
+                        "; a long file is split into keyframe-aligned segments")
     g.add_argument("--resume", action="store_true", help="reuse the finished segments/files of a killed run")
     g.add_argument("--workers", type=int, default=None,
                    help="at most this many Ray actors (default: one per GPU, or per --cpus-per-worker CPUs, of each node)")
     g.add_argument("--cpus-per-worker", type=int, default=1,
                    help="CPUs each actor on a node without GPUs reserves and keeps its threads to (default 1)")
-    if segments:
-        g.add_argument("--segment-frames", type=int, default=None,
-                       help="cut at the first keyframe at least this many frames on (default: 10x the "
-                            "pre-roll smoothing needs, at least 250; 900 with the default smoothing)")
+    g.add_argument("--segment-frames", type=int, default=None,
+                   help="cut at the first keyframe at least this many frames on (default: 10x the "
+                        "pre-roll smoothing needs, at least 250; 900 with the default smoothing)")
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -78,7 +77,7 @@ def create_parser() -> argparse.ArgumentParser:
                    help="a frame that cannot be decoded, or a file that ends before its stated length: stop "
                         "with an error (default), or skip such frames, keep the rest in time and say how many")
     _add_encoder_options(t)
-    _add_cluster_options(t, segments=True)
+    _add_cluster_options(t)
 
     bt = sub.add_parser("batch", help="stylize every video of a folder or glob into OUT_DIR (optionally on Ray)")
     bt.add_argument("inputs", metavar="IN_DIR_OR_GLOB")
@@ -88,7 +87,7 @@ def create_parser() -> argparse.ArgumentParser:
     _add_temporal_options(bt)
     bt.add_argument("--batch", type=int, default=4, help="frames per inference batch (default 4)")
     _add_encoder_options(bt)
-    _add_cluster_options(bt, segments=False)
+    _add_cluster_options(bt)
 
     i = sub.add_parser("image", help="stylize a picture")
     i.add_argument("input", type=Path)
@@ -409,7 +408,8 @@ def _bar(args, unit: str, desc: str):
 
 
 def _check_cluster_options(args) -> None:
-    for flag, value in (("--workers", args.workers), ("--cpus-per-worker", args.cpus_per_worker)):
+    for flag, value in (("--workers", args.workers), ("--cpus-per-worker", args.cpus_per_worker),
+                        ("--segment-frames", args.segment_frames)):
         if value is not None and value < 1:
             raise VidstyleError(f"{flag} must be at least 1, got {value}")
 
@@ -419,8 +419,6 @@ def _cluster_transcode(args, config) -> int:
     from .cluster.commands import Session, run_transcode
 
     _check_cluster_options(args)
-    if args.segment_frames is not None and args.segment_frames < 1:
-        raise VidstyleError(f"--segment-frames must be at least 1, got {args.segment_frames}")
     progress, close = _bar(args, "frame", "stylizing")
     session = Session(args.cluster, args.workers, args.cpus_per_worker)
     try:
@@ -450,7 +448,8 @@ def cmd_batch(args) -> int:
     progress, close = _bar(args, "frame", "batch")
     session = Session(args.cluster, args.workers, args.cpus_per_worker)
     try:
-        outputs = interrupt.run(lambda: run_batch(config, inputs, out_dir, session, args.resume, progress),
+        outputs = interrupt.run(lambda: run_batch(config, inputs, out_dir, session, args.resume, progress,
+                                                  args.segment_frames),
                                 session.cancel, keeps_something=lambda: True)  # as _cluster_transcode
     finally:
         close()

@@ -103,12 +103,16 @@ def estimated_frames(path: Path) -> int | None:
 
 
 def run_batch(config: TranscodeConfig, inputs: list[Path], out_dir: Path, session: Session,
-              resume: bool, progress: Callable | None = None) -> list[Path]:
-    """Each input to OUT_DIR/NAME (same name; same container), one file per worker at a time.
+              resume: bool, progress: Callable | None = None, segment_frames: int | None = None) -> list[Path]:
+    """Each input to OUT_DIR/NAME (same name; same container).
 
+    On Ray, files of under two segments (by the container's frame count) fan out one per
+    actor; then each longer file is cut into segments spread over all actors, so that a
+    film in a folder of clips does not leave one actor working while the rest wait.
     ``progress(frames, total)`` counts frames over all files (total from the containers;
     None if one does not say). A stop raises Cancelled naming the files finished.
     """
+    from .plan import default_segment_frames, preroll_frames
     from .run import Tally, transcode_segmented
 
     pairs = [(i, out_dir / i.name) for i in inputs]
@@ -120,23 +124,31 @@ def run_batch(config: TranscodeConfig, inputs: list[Path], out_dir: Path, sessio
     counts = [estimated_frames(i) for i, _ in pairs]
     total = None if None in counts else sum(counts)
     tally, files = Tally(total, progress), []
+    segment_frames = segment_frames or default_segment_frames(preroll_frames(config.temporal,
+                                                                             config.temporal_strength))
+    long = [(i, o) for (i, o), n in zip(pairs, counts) if session.cluster and n and n >= 2 * segment_frames]
 
     def one_done(key, frames: int):
         files.append(key)
         tally.done(frames)
 
+    def in_segments(files: list, split: int) -> None:
+        """One file after another here, each cut at ``split`` frames (10**9: whole) over the executor."""
+        for i, o in files:
+            result = transcode_segmented(dataclasses.replace(config, input=i, output=o), session.executor,
+                                         resume=resume, segment_frames=split,
+                                         progress=lambda n, _t: tally.partial(n))
+            one_done(i, result.frames)
+
     try:
         with session:
-            if not pairs:
-                pass
-            elif not session.cluster:
-                for i, o in pairs:
-                    result = transcode_segmented(dataclasses.replace(config, input=i, output=o), session.executor,
-                                                 resume=resume, segment_frames=10**9,
-                                                 progress=lambda n, _t: tally.partial(n))
-                    one_done(i, result.frames)
+            if not session.cluster:
+                in_segments(pairs, 10**9)  # one process: nothing to gain from cutting
             else:
-                session.executor.run_files(config, pairs, resume, one_done, tally.partial)
+                short = [p for p in pairs if p not in long]
+                if short:
+                    session.executor.run_files(config, short, resume, one_done, tally.partial)
+                in_segments(long, segment_frames)
     except Cancelled as stop:
         raise Cancelled(f"{len(files)} of {len(pairs)} file(s) are finished in {out_dir}; run the same "
                         f"command with --resume to do the rest", tally.finished, total) from stop

@@ -106,11 +106,12 @@ def _worker_class(ray):
             self.node = ray.get_runtime_context().get_node_id()
             self.current = 0  # frames written by the call in progress
 
-        def segment(self, segment, path) -> tuple[int, str]:
+        def segment(self, segment, path, input) -> tuple[int, str]:
             from .segment import transcode_segment
 
             self.current = 0
-            frames = transcode_segment(self.config, segment, path, self.stylizer, progress=self._frame)
+            config = dataclasses.replace(self.config, input=input)  # a batch: one actor, many files
+            frames = transcode_segment(config, segment, path, self.stylizer, progress=self._frame)
             return frames, self.node
 
         def whole(self, input, output, resume: bool) -> tuple[int, str]:
@@ -149,6 +150,7 @@ class RayExecutor:
         self.actors = []
         self.nodes: set[str] = set()  # where jobs finished
         self.failures: list[str] = []  # "KEY: ERROR" of every failed attempt, retried or not
+        self.completed: list[str] = []  # keys of the jobs done: "segment N", or a batch's input path
         self._cancelled = False
 
     def _start(self, config):
@@ -240,6 +242,7 @@ class RayExecutor:
             free.append(slot)
             if call:
                 self.nodes.add(node)
+                self.completed.append(call[0])
                 done(call[0], frames)
         return retries
 
@@ -249,7 +252,7 @@ class RayExecutor:
         for segment, path in jobs:
             key = f"segment {segment.number}"
             by_key[key] = segment
-            calls.append((key, "segment", (segment, str(path))))
+            calls.append((key, "segment", (segment, str(path), str(config.input))))
         return self._map(config, calls, lambda key, _frames: done(by_key[key]), partial)
 
     def run_files(self, config: TranscodeConfig, pairs: list, resume: bool, done: Callable,
