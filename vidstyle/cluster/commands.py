@@ -10,6 +10,7 @@ from typing import Callable
 
 from ..errors import Cancelled, InputError, OutputError
 from ..io import probe
+from ..io.sink import check_target
 from ..transcode import TranscodeConfig
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".ts", ".mpg", ".mpeg", ".flv", ".wmv"}
@@ -117,8 +118,7 @@ def run_batch(config: TranscodeConfig, inputs: list[Path], out_dir: Path, sessio
 
     pairs = [(i, out_dir / i.name) for i in inputs]
     for i, o in pairs:
-        if o.exists() and o.resolve() == i.resolve():
-            raise OutputError(f"{o}: output would overwrite the input")
+        check_target(o, [i])
     if resume:  # a finished output is a finished job
         pairs = [(i, o) for i, o in pairs if not o.exists()]
     counts = [estimated_frames(i) for i, _ in pairs]

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import av
 
-from ..errors import OutputError
-from ..io.sink import AudioFeed, write_failure
+from ..io.sink import AudioFeed, check_target, write_failure
 
 
 def join_segments(parts: list, output, audio_from=None) -> Path:
@@ -21,8 +20,7 @@ def join_segments(parts: list, output, audio_from=None) -> Path:
     increasing; presentation timestamps are never changed.
     """
     output = Path(output)
-    if not output.absolute().parent.is_dir():
-        raise OutputError(f"{output}: folder {output.absolute().parent} does not exist")
+    check_target(output, parts)
     temp = output.with_name(f".{output.stem}.joining-{secrets.token_hex(4)}{output.suffix}")
     try:
         with av.open(str(temp), "w") as out:

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import VidstyleError
+from ..errors import Cancelled, VidstyleError
 from ..transcode import TranscodeConfig
 from .run import MAX_ATTEMPTS
 
@@ -184,8 +184,6 @@ class RayExecutor:
 
     def _map(self, config, calls: list, done: Callable, partial: Callable | None) -> int:
         """``calls``: (key, method name, args). Returns the number of retries."""
-        from ..errors import Cancelled
-
         ray = self.ray
         if self._cancelled:
             raise Cancelled("cancelled")

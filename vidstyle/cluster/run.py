@@ -4,15 +4,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import Cancelled, OutputError
+from ..errors import Cancelled
 from ..io import probe
+from ..io.sink import check_target
 from ..transcode import TranscodeConfig
 from .join import join_segments
 from .plan import SegmentPlan, default_segment_frames, plan_segments, preroll_frames
@@ -31,7 +31,6 @@ class ClusterResult:
     retries: int  # segment runs that failed and were run again
     wall: float
     nodes: int = 1  # machines the segments ran on
-    notes: list[str] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -57,17 +56,6 @@ def work_dir(config: TranscodeConfig, segment_frames: int, preroll: int) -> Path
 
 def segment_path(work: Path, number: int, suffix: str) -> Path:
     return work / f"segment-{number:05d}{suffix}"
-
-
-def check_paths(config: TranscodeConfig) -> None:
-    out = Path(config.output)
-    folder = out.absolute().parent
-    if not folder.is_dir():
-        raise OutputError(f"{out}: folder {folder} does not exist")
-    if out.is_dir():
-        raise OutputError(f"{out}: is a folder; give a file name")
-    if out.exists() and os.path.samefile(out, config.input):
-        raise OutputError(f"{out}: output would overwrite the input {config.input}")
 
 
 class Tally:
@@ -175,7 +163,7 @@ def transcode_segmented(config: TranscodeConfig, executor=None, resume: bool = F
     """
     start = time.perf_counter()
     info = probe(config.input)
-    check_paths(config)
+    check_target(config.output, [config.input])
     if preroll is None:
         preroll = preroll_frames(config.temporal, config.temporal_strength)
     segment_frames = segment_frames or default_segment_frames(preroll)
@@ -188,8 +176,7 @@ def transcode_segmented(config: TranscodeConfig, executor=None, resume: bool = F
     paths = [segment_path(work, s.number, suffix) for s in plan.segments]
     jobs = [(s, p) for s, p in zip(plan.segments, paths) if not p.exists()]
     reused = len(plan.segments) - len(jobs)
-    finished = sum(s.frames for s, p in zip(plan.segments, paths) if p.exists())
-    tally = Tally(plan.frame_count, progress, finished)
+    tally = Tally(plan.frame_count, progress, plan.frame_count - sum(s.frames for s, _ in jobs))
     done = lambda segment: tally.done(segment.frames)  # noqa: E731
 
     own = executor is None

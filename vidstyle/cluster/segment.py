@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Callable, Iterator
-
-import av
 
 from .. import imageops, memory, styles
 from .. import temporal as temporal_mod

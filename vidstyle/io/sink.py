@@ -110,7 +110,7 @@ class FileSink:
         self.info = info
         self.width, self.height = width, height
         self.settings = settings
-        self._check_target([info.path] + ([audio_from] if audio_from else []))
+        check_target(self.path, [info.path] + ([audio_from] if audio_from else []))
         codec = _video_codec(settings)
         self._options = {**encoder_options(codec.name, settings), **(options(codec.name) if options else {})}
         self._coded_size = even_size(width, height, settings.pix_fmt)
@@ -155,15 +155,6 @@ class FileSink:
                     raise OutputError(f"{self.path}: cannot start encoding {codec.name} "
                                       f"({ffmpeg_words(error)})") from error
 
-    def _check_target(self, inputs: list[str]) -> None:
-        folder = self.path.absolute().parent
-        if not folder.is_dir():
-            raise OutputError(f"{self.path}: folder {folder} does not exist")
-        if self.path.is_dir():
-            raise OutputError(f"{self.path}: is a folder; give a file name")
-        for source in inputs:
-            if _same_file(self.path, Path(source)):
-                raise OutputError(f"{self.path}: output would overwrite the input {source}")
 
     def _reserve_temp(self) -> Path:
         # Hidden and marked partial, with the real extension so FFmpeg picks the
@@ -413,6 +404,20 @@ def _close_stray_descriptor(path: Path) -> None:
                 os.close(int(fd))
         except OSError:
             pass  # gone meanwhile, or the listing's own descriptor
+
+
+def check_target(path, inputs=()) -> None:
+    """Fail before any work if ``path`` cannot be a video output: its folder is missing,
+    it is a folder, or it is one of ``inputs``."""
+    path = Path(path)
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise OutputError(f"{path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name")
+    for source in inputs:
+        if _same_file(path, Path(source)):
+            raise OutputError(f"{path}: output would overwrite the input {source}")
 
 
 def _same_file(a: Path, b: Path) -> bool:
