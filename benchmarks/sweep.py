@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import REPO, Stopwatch, save_results, system_block  # noqa: E402
-from vidstyle import bench  # noqa: E402
+from vidstyle.measure import bench  # noqa: E402
 from vidstyle.engines import available  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def parse_args(argv):
 
 def check_against_transcode(result: bench.Result, style: str, frames: int) -> dict:
     """The same settings through transcode() alone (warm engine, its own clip): FPS ratio to bench's."""
-    from vidstyle.transcode import TranscodeConfig, transcode
+    from vidstyle.offline import TranscodeConfig, transcode
 
     p = result.point
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     points = [bench.Point(e, b, s, t) for e in engines for s in sizes
               for t in bench.parse_list(args.temporal, str, "--temporal")
               for b in bench.parse_list(args.batch, bench.positive, "--batch")]
-    from vidstyle.flops import matmul_peak
+    from vidstyle.measure.flops import matmul_peak
 
     peak = matmul_peak()
     print(f"sweep: {len(points)} points, {args.frames} frames each; matmul peak {peak / 1e9:.0f} GFLOP/s", flush=True)

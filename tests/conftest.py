@@ -5,7 +5,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything can import TensorFlow
 
-from vidstyle.tfimport import preload_srtp  # noqa: E402
+from vidstyle.models.tfimport import preload_srtp  # noqa: E402
 
 preload_srtp()  # test modules import keras directly; aiortc's SRTP must load before TensorFlow
 

@@ -39,7 +39,7 @@ from media import make_video
 from vidstyle.errors import PipelineError, VidstyleError
 from vidstyle.io import EncodeSettings, FileSource, probe
 from vidstyle.io.source import AudioPackets
-from vidstyle.transcode import TranscodeConfig, transcode
+from vidstyle.offline import TranscodeConfig, transcode
 
 # name -> make_video arguments. 64x48 and 8-10 frames: small enough that headers
 # are a good share of the bytes a mutation can land on.

@@ -4,11 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vidstyle import adapt, imageops, live, styles, temporal
+from vidstyle.engines.base import RunsNow
 from vidstyle.frame import Frame
-from vidstyle.pipeline import Pipeline, Stage
-from vidstyle.stylize import Stylizer
-from vidstyle.transcode import stylize_stages
+from vidstyle.io.paced import PacedSource, moving_pictures
+from vidstyle.pipeline import sizing as adapt
+from vidstyle.pipeline.runner import Pipeline, Stage
+from vidstyle.pipeline.scheduler import run_live
+from vidstyle.pipeline.stages import stylize_stages
+from vidstyle.pipeline.stylizer import Stylizer
+from vidstyle.processing import geometry, styles, temporal
 
 
 class Clock:
@@ -67,7 +71,7 @@ def test_a_fast_loop_steps_up_and_a_fitting_one_stays():
     assert steady.side == 256 and [side for _, side in steady.changes] == []
 
 
-class PixelEngine:
+class PixelEngine(RunsNow):
     """Inference that takes time in proportion to the pixels, like the real one; inverts the picture."""
 
     name, model = "fake", "multistyle26"
@@ -90,10 +94,9 @@ def test_a_live_run_settles_at_a_size_that_keeps_up(threads):
     stylizer = Stylizer(styles.parse("7"), engine=engine)
     sizing = adapt.Adaptive(640, 480, rate=30)
     sizing.index = 0  # start too large, uncalibrated, so the run has to find its size
-    stages = stylize_stages(stylizer, sizing, 1, temporal.create("off"), smooth_at="processing")
     shown = []
-    source = live.PacedSource(live.moving_pictures(640, 480), rate=30, count=150)
-    stats = live.run_live(source, stages, lambda f: shown.append(f.image.shape), sizing=sizing)
+    source = PacedSource(moving_pictures(640, 480), rate=30, count=150)
+    stats = run_live(source, stylizer, sizing, temporal.create("off"), lambda f: shown.append(f.image.shape))
     assert sizing.side < 640 and len(sizing.changes) > 1
     assert engine.sides[-1] == sizing.side  # the frames really were prepared at the new size
     assert set(shown) == {(480, 640, 3)}  # the output keeps the camera's size throughout
@@ -108,7 +111,7 @@ def test_smoothing_at_the_processing_size_is_flow_on_the_small_frames(threads):
 
     inputs = [draw_frame(i, 128, 96) for i in range(7)]
     stylizer = Stylizer(styles.parse("7"))
-    geom = imageops.plan(128, 96, 64)
+    geom = geometry.plan(128, 96, 64)
 
     def run(mode):
         got = []
@@ -118,9 +121,9 @@ def test_smoothing_at_the_processing_size_is_flow_on_the_small_frames(threads):
         return got
 
     plain = run("off")
-    small_out = [imageops.crop(stylizer.run(imageops.prepare(f, geom)[None])[0], geom) for f in inputs]
-    small_in = [imageops.shrink(f, geom) for f in inputs]
-    expected = [imageops.grow(o, geom) for o in temporal.smooth(small_in, small_out, temporal.create("flow", 0.9))]
+    small_out = [geometry.crop(stylizer.run(geometry.prepare(f, geom)[None])[0], geom) for f in inputs]
+    small_in = [geometry.shrink(f, geom) for f in inputs]
+    expected = [geometry.grow(o, geom) for o in temporal.smooth(small_in, small_out, temporal.create("flow", 0.9))]
     for a, b in zip(run("flow"), expected, strict=True):
         assert a.shape == (96, 128, 3)
         np.testing.assert_array_equal(a, b)
@@ -129,12 +132,11 @@ def test_smoothing_at_the_processing_size_is_flow_on_the_small_frames(threads):
 
 
 def test_with_frames_in_flight_the_batcher_keeps_to_the_deadline(threads):
-    from test_live import SlowEngine, stages_for
+    from test_live import SlowEngine, live
 
     def batches(rate):
-        stages = stages_for(SlowEngine(0.0), mode="off")
-        stats = live.run_live(live.PacedSource(live.moving_pictures(64, 48), rate=rate, count=12), stages,
-                              lambda f: None, max_age=0.25, in_flight=2)
+        stats = live(PacedSource(moving_pictures(64, 48), rate=rate, count=12), SlowEngine(0.0), lambda f: None,
+                     mode="off", max_age=0.25, in_flight=2)
         return stats.stages["engine"].items, stats.delivered
 
     # a 50 fps camera: the second frame comes in time, so frames go in pairs

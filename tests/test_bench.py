@@ -7,25 +7,21 @@ from types import SimpleNamespace
 
 import pytest
 
-from vidstyle import bench
-from vidstyle.cli import main
+from vidstyle.apps.cli import main
+from vidstyle.measure import stats
 
 
-def test_percentiles_interpolate_between_order_statistics():
-    data = [5.0, 1.0, 4.0, 2.0, 3.0]
-    assert bench.percentile(data, 0) == 1.0 and bench.percentile(data, 100) == 5.0
-    assert bench.percentile(data, 50) == 3.0
-    assert bench.percentile(data, 95) == pytest.approx(4.8)  # rank 3.8: 4 + 0.8 * (5 - 4)
-    assert bench.percentile([7.0], 99) == 7.0
-    with pytest.raises(ValueError):
-        bench.percentile(data, 101)
-    assert bench.latency_summary([0.1] * 10 + [1.0]) == pytest.approx({"p50": 100.0, "p95": 550.0, "p99": 910.0})
+def test_latency_percentiles_interpolate_between_order_statistics():
+    data = [0.005, 0.001, 0.004, 0.002, 0.003]
+    assert stats.latency_summary(data) == pytest.approx({"p50": 3.0, "p95": 4.8, "p99": 4.96})  # p95: rank 3.8
+    assert stats.latency_summary([0.007]) == pytest.approx({"p50": 7.0, "p95": 7.0, "p99": 7.0})
+    assert stats.latency_summary([0.1] * 10 + [1.0]) == pytest.approx({"p50": 100.0, "p95": 550.0, "p99": 910.0})
 
 
 def test_stage_shares_add_up_and_keep_pipeline_order():
     stages = {"encode": SimpleNamespace(busy=1.0), "decode": SimpleNamespace(busy=0.5),
               "batch": SimpleNamespace(busy=0.0), "engine": SimpleNamespace(busy=2.5)}
-    summary = bench.stage_summary(stages, frames=10)
+    summary = stats.stage_summary(stages, frames=10)
     assert list(summary) == ["decode", "engine", "encode"]  # "batch" only groups frames
     assert summary["engine"] == {"ms_per_frame": 250.0, "share": 0.625}
     assert sum(s["share"] for s in summary.values()) == pytest.approx(1.0)

@@ -17,12 +17,12 @@ import av
 import pytest
 
 from media import _Tone, draw_frame
-from vidstyle.cli import main
+from vidstyle.apps.cli import main
 from vidstyle.cluster import plan_segments, transcode_segment
 from vidstyle.cluster.plan import preroll_frames
 from vidstyle.cluster.run import InlineExecutor, segment_path, transcode_segmented, work_dir
 from vidstyle.cluster.segment import FAIL_ONCE_ENV
-from vidstyle.transcode import TranscodeConfig, transcode
+from vidstyle.offline import TranscodeConfig, transcode
 
 FPS, FRAMES, GOP = 25, 40, 5
 PREROLL = preroll_frames("flow", 0.95)  # the default smoothing's
@@ -136,7 +136,7 @@ def test_resume_reuses_finished_segments(clip, single, tmp_path):
 
 
 def test_import_does_not_load_ray():
-    code = "import sys, vidstyle, vidstyle.cli, vidstyle.cluster, vidstyle.cluster.run; print('ray' in sys.modules)"
+    code = "import sys, vidstyle, vidstyle.apps.cli, vidstyle.cluster, vidstyle.cluster.run; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -233,7 +233,7 @@ def test_joins_are_as_smooth_as_a_single_run(clip, tmp_path):
     """At the joins, the segmented output's warping error is within 10% of the single-machine
     output's at the same frame pairs (pre-roll warms the smoothing), and no worse than elsewhere
     by more than that bound either."""
-    from vidstyle.cluster.quality import join_quality, pair_errors
+    from benchmarks.join_quality import join_quality, pair_errors
 
     single_out, seg_out = tmp_path / "single.mp4", tmp_path / "seg.mp4"
     transcode(TranscodeConfig(input=clip, output=single_out))
@@ -250,7 +250,7 @@ def test_joins_are_within_ten_percent_of_elsewhere(tmp_path):
     (160x120, 100 frames, a keyframe every 25): with the default pre-roll the pairs that
     straddle a join are no rougher than 1.1x the rest. (With 8 pre-roll frames instead of
     16 they were 1.07-1.2x on the benchmark clips.)"""
-    from vidstyle.cluster.quality import join_quality, pair_errors
+    from benchmarks.join_quality import join_quality, pair_errors
 
     src = gop_video(tmp_path / "in.mp4", frames=100, size=(160, 120), gop=25)
     out = transcode_segmented(TranscodeConfig(input=src, output=tmp_path / "seg.mp4"), segment_frames=25).output
@@ -322,7 +322,7 @@ def test_joins_on_real_footage_add_under_ten_percent(tmp_path):
     not measured (docs/cluster.md gives that separately): the pairs straddling a join are
     within 10% of the single run's at the same pairs, relative to elsewhere. With 48
     pre-roll frames this was 1.27, with 16 worse."""
-    from vidstyle.cluster.quality import join_excess, pair_errors
+    from benchmarks.join_quality import join_excess, pair_errors
     from vidstyle.io.sink import EncodeSettings
 
     src = real_clip(tmp_path / "cup.mp4", frames=120)

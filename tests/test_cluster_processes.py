@@ -20,8 +20,8 @@ import pytest
 from test_cluster import gop_video, timeline
 from vidstyle.cluster.plan import preroll_frames
 from vidstyle.cluster.run import work_dir
-from vidstyle.interrupt import descendants
-from vidstyle.transcode import TranscodeConfig, transcode
+from vidstyle.apps.interrupt import descendants
+from vidstyle.offline import TranscodeConfig, transcode
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ PREROLL = preroll_frames("flow", STRENGTH)
 
 
 def vidstyle(*args) -> list[str]:
-    return [sys.executable, "-m", "vidstyle.cli", *map(str, args), "--temporal-strength", str(STRENGTH)]
+    return [sys.executable, "-m", "vidstyle.apps.cli", *map(str, args), "--temporal-strength", str(STRENGTH)]
 
 
 def work_of(clip, out) -> Path:

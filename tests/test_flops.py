@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from vidstyle import flops
-from vidstyle.tfimport import import_tensorflow
+from vidstyle.measure import flops
+from vidstyle.models.tfimport import import_tensorflow
 
 import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)

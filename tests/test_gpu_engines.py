@@ -22,8 +22,9 @@ ort = pytest.importorskip("onnxruntime")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.clips import real_frames  # noqa: E402
 from vidstyle import engines  # noqa: E402
-from vidstyle.cli import create_parser  # noqa: E402
-from vidstyle.engines import cuda_mem, fp16, gpu, ort_engine, tftrt_engine, trt_engine  # noqa: E402
+from vidstyle.apps.cli import create_parser  # noqa: E402
+from vidstyle.engines import cuda_mem, gpu, ort_engine, tftrt_engine, trt_engine  # noqa: E402
+from vidstyle.engines.export import fp16
 from vidstyle.errors import EngineError  # noqa: E402
 
 STYLE = np.eye(26, dtype=np.float32)[7]
@@ -71,7 +72,7 @@ def test_plan_key_changes_with_each_part_and_nothing_else():
 
 
 def test_plan_key_changes_with_the_weights(monkeypatch):
-    from vidstyle.engines import model_cache
+    from vidstyle.engines.export import model_cache
 
     args = ("multistyle26", "fp16", "10.16.1", "NVIDIA H100", 8, 720, 1280)
     before = trt_engine.plan_key(*args)
@@ -293,8 +294,8 @@ def test_available_does_not_import_gpu_runtimes():
 
 def test_pad_and_crop_inside_the_plan_match_the_cpu_pipeline(fp32_model):
     """with_pad_crop: a 50x30 frame padded and cropped inside the graph gives exactly what
-    the pipeline's CPU pad (imageops.pad) + network + crop give."""
-    from vidstyle import imageops
+    the pipeline's CPU pad (geometry.pad) + network + crop give."""
+    from vidstyle.processing import geometry
 
     raw = fp32_model.SerializeToString()
     assert trt_engine.with_pad_crop(raw, 48, 32) is raw  # multiples of 4: unchanged
@@ -304,10 +305,10 @@ def test_pad_and_crop_inside_the_plan_match_the_cpu_pipeline(fp32_model):
     graph = trt_engine.with_pad_crop(raw, h, w)
     session = lambda b: ort.InferenceSession(b, providers=["CPUExecutionProvider"])  # noqa: E731
     inside = session(graph).run(None, {"image": image, "style": STYLE})[0]
-    geom = imageops.plan(w, h)
+    geom = geometry.plan(w, h)
     assert (geom.net_w, geom.net_h) == (32, 52)
-    padded = np.stack([imageops.pad(f, geom) for f in image])
-    outside = np.stack([imageops.crop(f, geom) for f in session(raw).run(None, {"image": padded, "style": STYLE})[0]])
+    padded = np.stack([geometry.pad(f, geom) for f in image])
+    outside = np.stack([geometry.crop(f, geom) for f in session(raw).run(None, {"image": padded, "style": STYLE})[0]])
     assert inside.shape == (2, h, w, 3)
     np.testing.assert_array_equal(inside, outside)
     ops = [n.op_type for n in onnx.ModelProto.FromString(graph).graph.node]

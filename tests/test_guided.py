@@ -1,4 +1,4 @@
-"""Guided upsampling (vidstyle.guided) and --internal-scale: edges come back, S = 1 changes
+"""Guided upsampling (vidstyle.processing.guided) and --internal-scale: edges come back, S = 1 changes
 nothing, a bad S is one error line, and a transcode at S = 0.5 keeps every frame at full size."""
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from media import draw_frame, read_video
-from vidstyle import guided, imageops
+from vidstyle.engines.base import RunsNow
+from vidstyle.processing import geometry, guided
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,19 +58,19 @@ def test_guided_upsampling_keeps_what_the_low_image_has():
 
 
 def test_internal_size_is_a_multiple_of_four():
-    assert imageops.internal_size(640, 480, 1.0) == (640, 480)
-    assert imageops.internal_size(640, 480, 0.5) == (320, 240)
-    assert imageops.internal_size(640, 480, 0.75) == (480, 360)
-    assert imageops.internal_size(352, 200, 0.75) == (264, 152)
-    assert imageops.internal_size(64, 48, 0.1) == (16, 16)
-    assert imageops.internal_size(16, 16, 0.5) == (16, 16)
+    assert geometry.internal_size(640, 480, 1.0) == (640, 480)
+    assert geometry.internal_size(640, 480, 0.5) == (320, 240)
+    assert geometry.internal_size(640, 480, 0.75) == (480, 360)
+    assert geometry.internal_size(352, 200, 0.75) == (264, 152)
+    assert geometry.internal_size(64, 48, 0.1) == (16, 16)
+    assert geometry.internal_size(16, 16, 0.5) == (16, 16)
     for w, h in [(100, 60), (1280, 720), (20, 16)]:
         for s in (0.3, 0.5, 0.75, 0.9):
-            iw, ih = imageops.internal_size(w, h, s)
+            iw, ih = geometry.internal_size(w, h, s)
             assert iw % 4 == 0 and ih % 4 == 0 and iw <= w and ih <= h
 
 
-class _Recorder:
+class _Recorder(RunsNow):
     """An engine stand-in: a fixed per-pixel function of the input, and the shapes it saw."""
 
     name, model = "fake", "multistyle26"
@@ -83,8 +84,8 @@ class _Recorder:
 
 
 def test_internal_scale_one_is_the_plain_path_bit_for_bit():
-    from vidstyle.styles import parse
-    from vidstyle.stylize import Stylizer
+    from vidstyle.processing.styles import parse
+    from vidstyle.pipeline.stylizer import Stylizer
 
     batch = np.stack([draw_frame(i, 64, 48) for i in range(3)])
     engine = _Recorder()
@@ -96,8 +97,8 @@ def test_internal_scale_one_is_the_plain_path_bit_for_bit():
 
 
 def test_internal_scale_runs_the_network_smaller_and_returns_full_size():
-    from vidstyle.styles import parse
-    from vidstyle.stylize import Stylizer
+    from vidstyle.processing.styles import parse
+    from vidstyle.pipeline.stylizer import Stylizer
 
     batch = np.stack([draw_frame(i, 64, 48) for i in range(3)])
     engine = _Recorder()
@@ -109,7 +110,7 @@ def test_internal_scale_runs_the_network_smaller_and_returns_full_size():
 
 @pytest.mark.slow
 def test_internal_scale_one_transcode_is_bit_identical(clip, tmp_path):
-    from vidstyle.transcode import TranscodeConfig, transcode
+    from vidstyle.offline import TranscodeConfig, transcode
 
     transcode(TranscodeConfig(clip, tmp_path / "a.mp4", temporal="off"))
     transcode(TranscodeConfig(clip, tmp_path / "b.mp4", temporal="off", internal_scale=1.0))

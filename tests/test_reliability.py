@@ -1,6 +1,6 @@
 """Issue 6: bad input and interruptions, through the real command line.
 
-Every case runs ``vidstyle.cli.main([...])`` in this process (TensorFlow loads
+Every case runs ``vidstyle.apps.cli.main([...])`` in this process (TensorFlow loads
 once) on a file made here, and checks what a user would: the exit code, one
 ``vidstyle:`` line on stderr and no traceback (FFmpeg's own stderr included:
 ``capfd`` captures the file descriptor), the input's bytes, and what is left in
@@ -30,12 +30,12 @@ import numpy as np
 import pytest
 
 import vidstyle.io.sink
-import vidstyle.memory
+import vidstyle.pipeline.memory
 from media import draw_frame, make_audio_only, make_corrupt_video, make_video, read_video
-from vidstyle.cli import main
+from vidstyle.apps.cli import main
 from vidstyle.errors import Cancelled
-from vidstyle.pipeline import Pipeline, Stage
-from vidstyle.transcode import TranscodeConfig, transcode
+from vidstyle.pipeline.runner import Pipeline, Stage
+from vidstyle.offline import TranscodeConfig, transcode
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -182,7 +182,7 @@ def test_bad_input_is_one_error_line_and_changes_nothing(tmp_path, seeds, capfd,
 
 def test_a_huge_frame_is_refused_with_the_memory_it_needs_and_processed_with_size(tmp_path, capfd, monkeypatch):
     # The machine's memory is fixed here so that the verdict does not depend on it.
-    monkeypatch.setattr(vidstyle.memory, "available_bytes", lambda: 5 << 30)
+    monkeypatch.setattr(vidstyle.pipeline.memory, "available_bytes", lambda: 5 << 30)
     src = make_8k(tmp_path / "8k.mp4")
     kept = digest(src)
     code, out, err = cli(capfd, "transcode", src, "-o", tmp_path / "out.mp4", *FAST)
@@ -426,7 +426,7 @@ class Process:
         self.token = uuid.uuid4().hex
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                "TF_CPP_MIN_LOG_LEVEL": "3", "VIDSTYLE_TEST_TOKEN": self.token}
-        head = [sys.executable, "-c", prelude + "\nfrom vidstyle.cli import main\nsys.exit(main(sys.argv[1:]))"] \
+        head = [sys.executable, "-c", prelude + "\nfrom vidstyle.apps.cli import main\nsys.exit(main(sys.argv[1:]))"] \
             if prelude else [sys.executable, "-m", "vidstyle"]
         self.proc = subprocess.Popen(head + [str(a) for a in args], cwd=cwd, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -33,11 +33,12 @@ from aiortc.mediastreams import MediaStreamError  # noqa: E402
 import av  # noqa: E402
 
 from media import draw_frame  # noqa: E402
-from vidstyle import styles  # noqa: E402
+from vidstyle.processing import styles  # noqa: E402
 from vidstyle.errors import VidstyleError  # noqa: E402
-from vidstyle.serve import _listen, parse_address, running  # noqa: E402
-from vidstyle.stylize import Stylizer  # noqa: E402
-from vidstyle.viewer import ViewerSettings  # noqa: E402
+from vidstyle.apps.serve.server import _listen, parse_address, running  # noqa: E402
+from vidstyle.pipeline.stylizer import Stylizer  # noqa: E402
+from vidstyle.engines.base import RunsNow  # noqa: E402
+from vidstyle.apps.serve.viewer import ViewerSettings  # noqa: E402
 
 SIZE = (128, 96)  # processing size: small, so the tests are quick on two cores
 SETTINGS = ViewerSettings(size=SIZE, temporal="off")
@@ -185,7 +186,7 @@ def test_a_bad_address_is_one_line(text):
 
 
 def test_a_taken_port_is_one_line_before_any_slow_work(capsys):
-    from vidstyle.cli import main
+    from vidstyle.apps.cli import main
 
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
@@ -201,7 +202,7 @@ def test_a_taken_port_is_one_line_before_any_slow_work(capsys):
 
 
 def test_serve_does_not_mix_with_a_window(capsys):
-    from vidstyle.cli import main
+    from vidstyle.apps.cli import main
 
     assert main(["live", "--serve", "--window"]) == 1
     assert "drop --window" in capsys.readouterr().err
@@ -210,7 +211,7 @@ def test_serve_does_not_mix_with_a_window(capsys):
 @pytest.mark.parametrize("extra", [["--camera", "synthetic"], ["--stats-json", "s.json"], ["--loop"]])
 def test_serve_refuses_options_of_a_local_camera(extra, capsys):
     """The browser is the camera: a --camera or --stats-json given with --serve is not silently dropped."""
-    from vidstyle.cli import main
+    from vidstyle.apps.cli import main
 
     assert main(["live", "--serve", *extra]) == 1
     err = capsys.readouterr().err
@@ -236,7 +237,7 @@ def rtp(seq: int, timestamp: int, marker: bool):
     ([(0, 100, 0), (1, 200, 0), (2, 200, 1)], [None, (100, b"\0"), (200, b"\1\2")]),
 ])
 def test_a_frame_goes_to_the_decoder_with_its_last_packet(arrivals, handed_over):
-    from vidstyle.serve import MarkerJitterBuffer
+    from vidstyle.apps.serve.server import MarkerJitterBuffer
 
     buffer = MarkerJitterBuffer(capacity=16, is_video=True)
     got = []
@@ -370,7 +371,7 @@ def test_stopping_the_server_drops_connected_viewers(threads):
     threads.assert_back_to_start()
 
 
-class BrokenEngine:
+class BrokenEngine(RunsNow):
     """An engine whose device is lost after a few frames."""
 
     name, model = "broken", "multistyle26"

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vidstyle.serve_probe import find_chromium
+from benchmarks.serve_probe import find_chromium
 
 pytestmark = pytest.mark.skipif(find_chromium() is None,
                                 reason="needs Chromium at /usr/bin/chromium (make test installs it with apt-get)")
@@ -75,11 +75,11 @@ def stylized_ratio(page, stylizer) -> float:
 
 @pytest.mark.slow
 def test_the_page_shows_the_camera_stylized(tmp_path, threads):
-    from vidstyle import styles
-    from vidstyle.serve import running
-    from vidstyle.serve_probe import chromium
-    from vidstyle.stylize import Stylizer
-    from vidstyle.viewer import ViewerSettings
+    from vidstyle.processing import styles
+    from vidstyle.apps.serve.server import running
+    from benchmarks.serve_probe import chromium
+    from vidstyle.pipeline.stylizer import Stylizer
+    from vidstyle.apps.serve.viewer import ViewerSettings
 
     y, x = np.mgrid[0:256, 0:256]
     picture = np.zeros((256, 256, 3), np.uint8)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vidstyle.models import BUILTIN_NETWORKS, MODEL_NAMES, WEIGHTS_DIR, load_weights, pretrained
-from vidstyle.models.distill import BOUND_MAE, BOUND_SSIM, HOLDOUT
+from tools.distill import BOUND_MAE, BOUND_SSIM, HOLDOUT
 
 # Styles checked here (the full 26-style table is in student26.json / docs/student.md):
 # the two weakest in the held-out evaluation (3, 17) and the best (23).
@@ -19,7 +19,7 @@ def test_registered():
 
 
 def test_half_the_teacher_multiply_adds():
-    from vidstyle import flops
+    from vidstyle.measure import flops
 
     teacher, student = pretrained("multistyle26"), pretrained("student26")
     for h, w in ((480, 640), (272, 640), (144, 176)):
@@ -63,7 +63,7 @@ def _held_out_frames() -> np.ndarray:
 
 def _quality() -> dict[tuple[str, int], tuple[float, float]]:
     """(mean abs, SSIM) of the student against the teacher per (clip, style)."""
-    from vidstyle.metrics import ssim
+    from vidstyle.measure.metrics import ssim
 
     teacher, student = pretrained("multistyle26"), pretrained("student26")
     out = {}
@@ -101,7 +101,7 @@ def test_held_out_quality_meets_the_issue_bound(quality):
 
 
 def test_ssim_reference_points():
-    from vidstyle.metrics import ssim
+    from vidstyle.measure.metrics import ssim
 
     rng = np.random.default_rng(0)
     a = rng.random((40, 48, 3))

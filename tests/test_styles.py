@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from media import draw_frame
-from vidstyle import styles
+from vidstyle.processing import styles
 from vidstyle.errors import StyleError, VidstyleError
 from vidstyle.models import NUM_STYLES
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from test_metrics import texture
-from vidstyle import metrics, temporal
-from vidstyle.cli import main
+from vidstyle.measure import metrics
+from vidstyle.processing import temporal
+from vidstyle.apps.cli import main
 
 RED = np.array((240, 30, 30), np.uint8)
 
@@ -121,15 +122,15 @@ def test_the_cli_refuses_a_bad_temporal_strength(tmp_path, capsys):
 def test_the_pipeline_smooths_exactly_like_one_thread(threads):
     """Motion and blend run on two pipeline threads; the result must not depend on that."""
     from media import draw_frame
-    from vidstyle import imageops, styles
+    from vidstyle.processing import geometry, styles
     from vidstyle.frame import Frame
-    from vidstyle.pipeline import Pipeline, Stage
-    from vidstyle.stylize import Stylizer
-    from vidstyle.transcode import stylize_stages
+    from vidstyle.pipeline.runner import Pipeline, Stage
+    from vidstyle.pipeline.stylizer import Stylizer
+    from vidstyle.pipeline.stages import stylize_stages
 
     inputs = [draw_frame(i, 64, 48) for i in range(9)]
     stylizer = Stylizer(styles.parse("7"))
-    geom = imageops.plan(64, 48)
+    geom = geometry.plan(64, 48)
 
     def through_pipeline(mode):
         got = []

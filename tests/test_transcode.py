@@ -12,11 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-import vidstyle.stylize
+import vidstyle.pipeline.stylizer
+from vidstyle.engines.base import RunsNow
 from media import make_video, read_video
 from vidstyle.errors import Cancelled, PipelineError
 from vidstyle.io import probe
-from vidstyle.transcode import TranscodeConfig, transcode
+from vidstyle.offline import TranscodeConfig, transcode
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -42,7 +43,7 @@ def must_wait(event: threading.Event) -> None:
     assert event.wait(WAIT), "the transcode never reached the expected state"
 
 
-class EngineSpy:
+class EngineSpy(RunsNow):
     """Stands in for the engine transcode() creates: runs the real one, records each
     batch's shape, and raises on batch number ``fail_on_batch`` (counting from 1)."""
 
@@ -50,14 +51,14 @@ class EngineSpy:
         self.fail_on_batch: int | None = None
         self.shapes: list[tuple[int, ...]] = []
         # stylize imported engines.create under its own name: that name is the seam.
-        real_create = vidstyle.stylize.create_engine
+        real_create = vidstyle.pipeline.stylizer.create_engine
 
         def create(name, model, threads=0, precision="auto"):
             self.engine = real_create(name, model, threads=threads, precision=precision)
             self.name, self.model = self.engine.name, self.engine.model
             return self
 
-        monkeypatch.setattr(vidstyle.stylize, "create_engine", create)
+        monkeypatch.setattr(vidstyle.pipeline.stylizer, "create_engine", create)
 
     def run(self, batch, style):
         self.shapes.append(batch.shape)
@@ -219,6 +220,7 @@ class QueueingSpy(EngineSpy):
 
     def __init__(self, monkeypatch):
         super().__init__(monkeypatch)
+        self.queues = True
         self.events: list[tuple[str, int]] = []
 
     def submit(self, batch, style):

@@ -1,9 +1,10 @@
-"""The unit that flows through the pipeline."""
+"""The unit that flows through the pipeline, the end-of-stream marker, and where frames come from."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Iterator, Protocol
 
 import numpy as np
 
@@ -45,3 +46,23 @@ class EndOfStream:
 
 
 EOS = EndOfStream()
+
+
+class Source(Protocol):
+    """Frames in: a video file, a camera, pictures paced like a camera, a browser's track.
+
+    ``frames()`` yields Frames in order and ends with the input; ``close()``, from
+    any thread, ends it early and frees what the source holds. ``rate`` is the
+    frames per second a live source delivers (None: as fast as they are read);
+    ``dropped`` counts frames a live source replaced by newer ones before anyone
+    took them (the newest frame wins).
+    """
+
+    rate: float | None
+    dropped: int
+
+    def frames(self) -> Iterator[Frame]:
+        ...
+
+    def close(self) -> None:
+        ...

@@ -8,8 +8,8 @@ once, ``run`` executes segments inline or on Ray. Ray is imported only by
 """
 from __future__ import annotations
 
-from .plan import Segment, SegmentPlan, plan_segments
-from .segment import transcode_segment
-from .join import join_segments
+from vidstyle.cluster.plan import Segment, SegmentPlan, plan_segments
+from vidstyle.cluster.segment import transcode_segment
+from vidstyle.cluster.join import join_segments
 
 __all__ = ["Segment", "SegmentPlan", "plan_segments", "transcode_segment", "join_segments"]

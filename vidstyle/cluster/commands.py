@@ -8,10 +8,10 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from ..errors import Cancelled, InputError, OutputError
-from ..io import probe
-from ..io.sink import check_target
-from ..transcode import TranscodeConfig
+from vidstyle.errors import Cancelled, InputError, OutputError
+from vidstyle.io import probe
+from vidstyle.io.sink import check_target
+from vidstyle.offline import TranscodeConfig
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".ts", ".mpg", ".mpeg", ".flv", ".wmv"}
 
@@ -52,13 +52,13 @@ class Session:
 
     def __enter__(self):
         if self.cluster:
-            from .ray_exec import RayExecutor, connect
+            from vidstyle.cluster.ray_exec import RayExecutor, connect
 
             local_cpus = self.workers * self.cpus_per_worker if self.workers else None
             self._started = connect(self.cluster, num_cpus=local_cpus)
             executor = RayExecutor(self.workers, cpus_per_worker=self.cpus_per_worker)
         else:
-            from .run import InlineExecutor
+            from vidstyle.cluster.run import InlineExecutor
 
             executor = InlineExecutor()
         with self._lock:
@@ -86,7 +86,7 @@ class Session:
 
 def run_transcode(config: TranscodeConfig, session: Session, resume: bool, segment_frames: int,
                   progress: Callable | None = None):
-    from .run import transcode_segmented
+    from vidstyle.cluster.run import transcode_segmented
 
     with session:
         return transcode_segmented(config, session.executor, resume=resume, segment_frames=segment_frames,
@@ -113,8 +113,8 @@ def run_batch(config: TranscodeConfig, inputs: list[Path], out_dir: Path, sessio
     ``progress(frames, total)`` counts frames over all files (total from the containers;
     None if one does not say). A stop raises Cancelled naming the files finished.
     """
-    from .plan import default_segment_frames, preroll_frames
-    from .run import Tally, transcode_segmented
+    from vidstyle.cluster.plan import default_segment_frames, preroll_frames
+    from vidstyle.cluster.run import Tally, transcode_segmented
 
     pairs = [(i, out_dir / i.name) for i in inputs]
     for i, o in pairs:

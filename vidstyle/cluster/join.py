@@ -7,7 +7,7 @@ from pathlib import Path
 
 import av
 
-from ..io.sink import AudioFeed, check_target, write_failure
+from vidstyle.io.sink import AudioFeed, check_target, write_failure
 
 
 def join_segments(parts: list, output, audio_from=None) -> Path:

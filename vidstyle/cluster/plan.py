@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io.source import open_input
-from ..errors import InputError
+from vidstyle.io.source import open_input
+from vidstyle.errors import InputError
 
 # Temporal smoothing keeps `strength` of its history per frame where the picture stands
 # still, so a segment that starts it cold differs from the single run there by strength**n

@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import Cancelled, VidstyleError
-from ..transcode import TranscodeConfig
-from .run import MAX_ATTEMPTS
+from vidstyle.errors import Cancelled, VidstyleError
+from vidstyle.offline import TranscodeConfig
+from vidstyle.cluster.run import MAX_ATTEMPTS
 
 INSTALL_HINT = "--cluster needs Ray, which is not installed: pip install 'vidstyle[cluster]'"
 
@@ -94,20 +94,18 @@ def _worker_class(ray):
         def __init__(self, config: TranscodeConfig, cpus: int):
             import cv2
 
-            from .segment import make_stylizer
-
             # Ray reserves cores but does not pin: every pool of this actor (engine, OpenCV,
             # FFmpeg) keeps to its share, or N actors each run threads for the whole node.
             cv2.setNumThreads(cpus)
             self.config = dataclasses.replace(
                 config, threads=config.threads or cpus,
                 encode=dataclasses.replace(config.encode, threads=config.encode.threads or cpus))
-            self.stylizer = make_stylizer(self.config)
+            self.stylizer = self.config.stylizer()
             self.node = ray.get_runtime_context().get_node_id()
             self.current = 0  # frames written by the call in progress
 
         def segment(self, segment, path, input) -> tuple[int, str]:
-            from .segment import transcode_segment
+            from vidstyle.cluster.segment import transcode_segment
 
             self.current = 0
             config = dataclasses.replace(self.config, input=input)  # a batch: one actor, many files
@@ -115,7 +113,7 @@ def _worker_class(ray):
             return frames, self.node
 
         def whole(self, input, output, resume: bool) -> tuple[int, str]:
-            from .run import InlineExecutor, transcode_segmented
+            from vidstyle.cluster.run import InlineExecutor, transcode_segmented
 
             self.current = 0
             config = dataclasses.replace(self.config, input=input, output=output)

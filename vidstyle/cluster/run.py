@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import Cancelled
-from ..io import probe
-from ..io.sink import check_target
-from ..transcode import TranscodeConfig
-from .join import join_segments
-from .plan import SegmentPlan, default_segment_frames, plan_segments, preroll_frames
-from .segment import make_stylizer, transcode_segment
+from vidstyle.errors import Cancelled
+from vidstyle.io import probe
+from vidstyle.io.sink import check_target
+from vidstyle.offline import TranscodeConfig
+from vidstyle.cluster.join import join_segments
+from vidstyle.cluster.plan import SegmentPlan, default_segment_frames, plan_segments, preroll_frames
+from vidstyle.cluster.segment import transcode_segment
 
 MAX_ATTEMPTS = 3  # a segment that fails is tried again (on another worker) up to this many times in all
 Progress = Callable[[int, "int | None"], None]
@@ -101,7 +101,7 @@ class InlineExecutor:
         """``jobs``: (segment, path). Calls ``done(segment)`` for each and ``partial(n)`` with the
         frames written so far of the unfinished one; returns the retries."""
         # One stylizer for every job: a batch differs only in input and output.
-        stylizer = self.stylizer = self.stylizer or make_stylizer(config)
+        stylizer = self.stylizer = self.stylizer or config.stylizer()
         retries = 0
         for segment, path in jobs:
             for attempt in range(1, MAX_ATTEMPTS + 1):

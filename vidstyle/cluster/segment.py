@@ -2,7 +2,7 @@
 
 The frames of the segment and ``preroll`` frames before it are decoded (from the
 keyframe at or before the first pre-roll frame) and run through the same stages
-as :func:`vidstyle.transcode.transcode` (:func:`stylize_stages`); the pre-roll's
+as :func:`vidstyle.offline.transcode` (:func:`stylize_stages`); the pre-roll's
 output only warms temporal smoothing and is dropped before the encoder.
 """
 from __future__ import annotations
@@ -11,16 +11,17 @@ import os
 import time
 from typing import Callable, Iterator
 
-from .. import imageops, memory, styles
-from .. import temporal as temporal_mod
-from ..errors import InputError
-from ..frame import Frame
-from ..io import FileSink, probe
-from ..io.source import VideoInfo, as_fraction, letterbox, open_input
-from ..pipeline import Pipeline, Stage
-from ..stylize import Stylizer
-from ..transcode import TranscodeConfig, stylize_stages
-from .plan import Segment
+from vidstyle.processing import geometry
+from vidstyle.pipeline import memory
+from vidstyle.errors import InputError
+from vidstyle.frame import Frame
+from vidstyle.io import FileSink, probe
+from vidstyle.io.source import VideoInfo, as_fraction, letterbox, open_input
+from vidstyle.pipeline.runner import Pipeline, Stage
+from vidstyle.pipeline.stylizer import Stylizer
+from vidstyle.offline import TranscodeConfig
+from vidstyle.pipeline.stages import stylize_stages
+from vidstyle.cluster.plan import Segment
 
 # Tests (and chaos drills) make a segment fail once: while the file this names exists, the
 # first segment run that removes it raises, or, if the file says "exit", ends its process
@@ -46,12 +47,6 @@ def landing_options(codec: str, frames: int, last: bool) -> dict[str, str]:
     if last or frames <= LANDING or codec != "libx264":  # measured with x264 only
         return {}
     return {"x264-params": f"zones={frames - LANDING},{frames - 1},b={LANDING_BITS}"}
-
-
-def make_stylizer(config: TranscodeConfig) -> Stylizer:
-    return Stylizer(styles.parse(config.style), strength=config.strength, preserve_color=config.preserve_color,
-                    engine_name=config.engine, threads=config.threads, precision=config.precision,
-                    model=config.model, internal_scale=config.internal_scale)
 
 
 def segment_frames(path, info: VideoInfo, segment: Segment) -> Iterator[Frame]:
@@ -105,8 +100,8 @@ def transcode_segment(config: TranscodeConfig, segment: Segment, output,
     """
     _maybe_fail(segment)
     info = probe(config.input)
-    smoother = temporal_mod.create(config.temporal, config.temporal_strength)
-    geom = imageops.plan(info.width, info.height, config.size)
+    smoother = config.smoother()
+    geom = geometry.plan(info.width, info.height, config.size)
     queue_size = memory.plan_queue(geom, config.batch, 6 + smoother.needs_motion, config.queue_size,
                                    segment.frames + segment.preroll)
     sink = FileSink(output, info, info.width, info.height, config.encode, audio_from=None,
@@ -131,7 +126,7 @@ def transcode_segment(config: TranscodeConfig, segment: Segment, output,
         return ()
 
     try:
-        stylizer = stylizer or make_stylizer(config)
+        stylizer = stylizer or config.stylizer()
         pipeline = Pipeline(lambda: segment_frames(config.input, info, segment),
                             stylize_stages(stylizer, geom, config.batch, smoother)
                             + [Stage("encode", encode, finalize)], queue_size=queue_size)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import importlib.util
 import threading
 
-from ..errors import EngineError
-from .base import Engine
+from vidstyle.errors import EngineError
+from vidstyle.engines.base import Engine
 
 ENGINES = ("tensorrt", "onnxruntime-cuda", "onnxruntime", "tf", "tf-trt")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
@@ -19,7 +19,7 @@ def available() -> list[str]:
     """Engines that can run here, fastest first: on an NVIDIA machine TensorRT, then
     onnxruntime on CUDA, then the CPU engines. tf-trt is never listed (it converts for
     minutes and exists only in TensorFlow <= 2.17): ask for it by name."""
-    from . import gpu
+    from vidstyle.engines import gpu
 
     # find_spec, not import: choosing an engine must not pay TensorFlow's start-up, and
     # on a machine without a GPU nothing GPU-side is imported or probed beyond /proc.
@@ -65,7 +65,7 @@ def create(name: str, model: str, threads: int = 0, precision: str = "auto") -> 
         raise EngineError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     name = resolve(name, precision)
     if name == "tf":
-        from .tf_engine import shared_engine
+        from vidstyle.engines.tf_engine import shared_engine
 
         return shared_engine(model, threads, "fp32" if precision == "auto" else precision)
     if name == "onnxruntime":
@@ -75,11 +75,11 @@ def create(name: str, model: str, threads: int = 0, precision: str = "auto") -> 
     if name == "onnxruntime-cuda":
         return _shared_ort(model, threads, precision, device="cuda")
     if name == "tensorrt":
-        from .trt_engine import shared_engine as shared_trt
+        from vidstyle.engines.trt_engine import shared_engine as shared_trt
 
         return shared_trt(model, precision)
     if name == "tf-trt":
-        from .tftrt_engine import TFTRTEngine
+        from vidstyle.engines.tftrt_engine import TFTRTEngine
 
         return TFTRTEngine(model, precision=precision)
     raise EngineError(f"unknown engine {name!r}; available here: {', '.join(available()) or 'none'}")
@@ -93,7 +93,7 @@ def _shared_ort(model: str, threads: int, precision: str, device: str = "cpu") -
     """One onnxruntime session per (model, threads, precision, device) per process:
     sessions are safe to call from several threads, and a second pipeline skips loading
     the file."""
-    from .ort_engine import ORTEngine
+    from vidstyle.engines.ort_engine import ORTEngine
 
     key = (model, threads, precision) if device == "cpu" else (model, threads, precision, device)
     with _ORT_LOCK:

@@ -9,7 +9,7 @@ import ctypes
 
 import numpy as np
 
-from ..errors import EngineError
+from vidstyle.errors import EngineError
 
 
 class _Buf:

@@ -13,6 +13,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from vidstyle.engines.export import onnxruntime
+from vidstyle.errors import EngineError
+
 PROC_GPUS = Path("/proc/driver/nvidia/gpus")
 
 
@@ -66,6 +69,12 @@ def ort_cuda_available() -> bool:
     only asked where a GPU is present)."""
     if importlib.util.find_spec("onnxruntime") is None:
         return False
-    from .ort_engine import cuda_provider_available
-
     return cuda_provider_available()
+
+
+def cuda_provider_available() -> bool:
+    """Whether this onnxruntime has the CUDA execution provider (the onnxruntime-gpu wheel)."""
+    try:
+        return "CUDAExecutionProvider" in onnxruntime().get_available_providers()
+    except EngineError:
+        return False

@@ -12,57 +12,15 @@ import threading
 
 import numpy as np
 
-from ..errors import EngineError
-from ..sysinfo import usable_cores
-from . import model_cache
+from vidstyle.engines.base import RunsNow
+from vidstyle.engines.cpu import usable_cores
+from vidstyle.engines.export import model_file, onnxruntime
+from vidstyle.engines.gpu import cuda_provider_available
+from vidstyle.errors import EngineError
 
 PRECISIONS = ("fp32", "int8")
 DEVICES = ("cpu", "cuda")
 CUDA_PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-
-
-def _runtime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise EngineError("the onnxruntime engine needs onnxruntime: pip install onnxruntime") from None
-    return onnxruntime
-
-
-def model_file(model: str, precision: str):
-    """The cached ONNX file of ``model`` at ``precision``, exported (and quantised) if missing."""
-    import onnx
-
-    ort = _runtime()
-    versions = {"onnx": onnx.__version__}
-
-    def export_float() -> bytes:
-        from ..models import pretrained
-        from .onnx_export import export
-
-        return export(pretrained(model), model).SerializeToString()
-
-    float_path = model_cache.cached(model_cache.key(model, "fp32", **versions), ".onnx", export_float)
-    if precision == "fp32":
-        return float_path
-    from . import quantize
-
-    def build_int8() -> bytes:
-        from ..models import pretrained
-
-        return quantize.quantize(float_path.read_bytes(), int(pretrained(model).inputs[1].shape[-1]))
-
-    parts = {**versions, "ort": ort.__version__, "cal": quantize.calibration_digest(),
-             "vnni": str(quantize.cpu_has_vnni())}
-    return model_cache.cached(model_cache.key(model, "int8", **parts), ".onnx", build_int8)
-
-
-def cuda_provider_available() -> bool:
-    """Whether this onnxruntime has the CUDA execution provider (the onnxruntime-gpu wheel)."""
-    try:
-        return "CUDAExecutionProvider" in _runtime().get_available_providers()
-    except EngineError:
-        return False
 
 
 def providers(device: str) -> list[str]:
@@ -75,7 +33,7 @@ def providers(device: str) -> list[str]:
     if not cuda_provider_available():
         raise EngineError("onnxruntime has no CUDAExecutionProvider here (the CPU-only onnxruntime wheel "
                           "is installed): pip install 'vidstyle[gpu]' for onnxruntime-gpu, see docs/gpu.md")
-    preload = getattr(_runtime(), "preload_dlls", None)  # onnxruntime-gpu >= 1.21: CUDA/cuDNN from the nvidia-* wheels
+    preload = getattr(onnxruntime(), "preload_dlls", None)  # onnxruntime-gpu >= 1.21: CUDA/cuDNN from the nvidia-* wheels
     if preload is not None:
         try:
             preload()
@@ -84,7 +42,7 @@ def providers(device: str) -> list[str]:
     return list(CUDA_PROVIDERS)
 
 
-class ORTEngine:
+class ORTEngine(RunsNow):
     """``threads`` 0 (auto): a batch of several frames runs as parallel lanes, one frame
     per core at a time on single-threaded sessions, and a single frame uses every core.
     Measured on 2 cores (docs/cpu-speed.md): splitting the work of one frame across
@@ -115,7 +73,7 @@ class ORTEngine:
 
     @staticmethod
     def _session(path, threads: int, providers: list[str] | None = None):
-        ort = _runtime()
+        ort = onnxruntime()
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -10,8 +10,8 @@ import threading
 
 import numpy as np
 
-from ..errors import EngineError
-from .base import broadcast_style
+from vidstyle.errors import EngineError
+from vidstyle.engines.base import RunsNow, broadcast_style
 
 
 def configure_threads(threads: int) -> None:
@@ -51,7 +51,7 @@ def bf16_network(name: str):
     loaded with the same weights file as the float32 network."""
     import keras
 
-    from ..models import WEIGHTS_DIR, _builder, load_weights
+    from vidstyle.models import WEIGHTS_DIR, _builder, load_weights
 
     with _SHARED_LOCK:  # the dtype policy is global while the layers are made
         before = keras.config.dtype_policy()
@@ -64,17 +64,17 @@ def bf16_network(name: str):
     return model
 
 
-class TFEngine:
+class TFEngine(RunsNow):
     name = "tf"
 
     def __init__(self, model: str, threads: int = 0, jit_compile: bool = False, precision: str = "fp32"):
-        from ..tfimport import import_tensorflow
+        from vidstyle.models.tfimport import import_tensorflow
 
         try:
             tf = import_tensorflow()
         except ImportError:
             raise EngineError("the tf engine needs TensorFlow: pip install tensorflow") from None
-        from ..models import pretrained
+        from vidstyle.models import pretrained
 
         if precision not in ("fp32", "bf16"):
             raise EngineError(f"the tf engine computes in fp32 or bf16, not {precision}")

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EngineError
-from .base import broadcast_style
+from vidstyle.errors import EngineError
+from vidstyle.engines.base import RunsNow, broadcast_style
 
 PRECISIONS = ("fp16", "fp32")
 REMOVED_IN = (2, 18)
@@ -61,7 +61,7 @@ def _tftrt():
     reason = unavailable_reason(tensorflow_version())
     if reason:
         raise EngineError(reason)
-    from ..tfimport import import_tensorflow
+    from vidstyle.models.tfimport import import_tensorflow
 
     tf = import_tensorflow()
     trt = getattr(tf.experimental, "tensorrt", None)
@@ -71,18 +71,18 @@ def _tftrt():
     return tf, trt
 
 
-class TFTRTEngine:
+class TFTRTEngine(RunsNow):
     name = "tf-trt"
 
     def __init__(self, model: str, precision: str = "fp16"):
         if precision not in PRECISIONS:
             raise EngineError(f"the tf-trt engine computes in {' or '.join(PRECISIONS)}, not {precision}")
         tf, trt = _tftrt()
-        from . import gpu
+        from vidstyle.engines import gpu
 
         if not gpu.gpu_present() or not tf.config.list_physical_devices("GPU"):
             raise EngineError("the tf-trt engine needs an NVIDIA GPU that TensorFlow sees; none here")
-        from ..models import pretrained
+        from vidstyle.models import pretrained
 
         self.model, self.precision = model, precision
         keras_model = pretrained(model)

@@ -30,9 +30,10 @@ import threading
 
 import numpy as np
 
-from ..errors import EngineError
-from . import gpu, model_cache
-from .cuda_mem import cuda_backend
+from vidstyle.errors import EngineError
+from vidstyle.engines import gpu
+from vidstyle.engines.export import model_cache
+from vidstyle.engines.cuda_mem import cuda_backend
 
 PRECISIONS = ("fp16", "fp32")
 SLOTS = 2
@@ -94,7 +95,7 @@ def style_dim(onnx_bytes: bytes) -> int:
 def with_pad_crop(onnx_bytes: bytes, height: int, width: int) -> bytes:
     """The export for frames of ``height`` x ``width`` that are not multiples of 4: the
     graph itself reflect-pads them at the bottom and right up to a multiple of 4 (as
-    imageops.pad does on the CPU: reflection without repeating the edge) and crops the
+    geometry.pad does on the CPU: reflection without repeating the edge) and crops the
     result back, so pad and crop run on the GPU inside the plan. Both happen on the float
     NCHW tensor, between the export's own transposes."""
     import onnx
@@ -173,7 +174,7 @@ def build_plan(trt, logger, onnx_bytes: bytes, precision: str, max_batch: int, h
     """A serialized plan of ``onnx_bytes`` for batch 1..max_batch at height x width."""
     import onnx
 
-    from .fp16 import float32_node_names, fp16_bytes
+    from vidstyle.engines.export.fp16 import float32_node_names, fp16_bytes
 
     what = f"the {label} engine ({precision}, {width}x{height}, batch 1..{max_batch})"
     strongly_typed = precision == "fp16" and not fp16_flag(trt)
@@ -301,6 +302,7 @@ class _Runner:
 
 class TRTEngine:
     name = "tensorrt"
+    queues = True  # upload, inference and download run on device streams after submit() returns
 
     def __init__(self, model: str, precision: str = "fp16", max_batch: int | None = None):
         if precision not in PRECISIONS:
@@ -318,7 +320,7 @@ class TRTEngine:
         self.model, self.precision = model, precision
         self.max_batch = max_batch or max_batch_default()
         self._logger = _logger(self.trt)
-        from .ort_engine import model_file
+        from vidstyle.engines.export import model_file
 
         self._onnx = model_file(model, "fp32")  # the float32 export, cached
         self.dim = style_dim(self._onnx.read_bytes())

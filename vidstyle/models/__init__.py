@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EngineError
+from vidstyle.errors import EngineError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 NUM_STYLES = 26  # built-in styles of the multistyle network
@@ -59,7 +59,7 @@ def load_weights(model, path: Path) -> None:
 
 
 def _builder(name: str):
-    from . import arbitrary, multistyle, student
+    from vidstyle.models import arbitrary, multistyle, student
 
     return {
         "multistyle26": multistyle.build_multistyle,
@@ -74,7 +74,7 @@ def pretrained(name: str):
     """Build ``name`` and load its pretrained weights (cached: one copy per process)."""
     if name not in MODEL_NAMES:
         raise EngineError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
-    from ..tfimport import import_tensorflow
+    from vidstyle.models.tfimport import import_tensorflow
 
     import_tensorflow()
     model = _builder(name)()

@@ -13,8 +13,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from . import STYLE_DIM, STYLE_IMAGE_SIZE
-from .layers import ReflectPad, StyleNorm
+from vidstyle.models import STYLE_DIM, STYLE_IMAGE_SIZE
+from vidstyle.models.layers import ReflectPad, StyleNorm
 
 NORM_EPS = 1e-5  # read from the source graph (StyleNorm/batchnorm/add/y)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from . import NUM_STYLES
-from .layers import ConditionalInstanceNorm, ReflectPad
+from vidstyle.models import NUM_STYLES
+from vidstyle.models.layers import ConditionalInstanceNorm, ReflectPad
 
 
 def _conv_norm(x, w, filters: int, kernel: int, stride: int, name: str, relu: bool = True):

@@ -19,9 +19,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from . import NUM_STYLES
-from .layers import ConditionalInstanceNorm, ReflectPad
-from .multistyle import _conv_norm, _upsample_conv
+from vidstyle.models import NUM_STYLES
+from vidstyle.models.layers import ConditionalInstanceNorm, ReflectPad
+from vidstyle.models.multistyle import _conv_norm, _upsample_conv
 
 # Rank of each factored conv: a k x k conv cin->cout becomes k x k cin->rank then 1x1 rank->cout.
 # Layers not named keep the teacher's full conv.

@@ -1,0 +1,405 @@
+"""``vidstyle live --serve``: a web page that stylizes the browser's camera over WebRTC.
+
+The page (``vidstyle/web/``) sends its camera to the server as a WebRTC video
+track and shows what comes back beside its own preview. Signalling is one
+HTTP exchange (``POST /offer``: the page's complete SDP offer in, the answer
+and a viewer id out); no trickle ICE, no STUN: the server is meant to be
+reached on localhost or a LAN.
+
+Each peer connection becomes a :class:`vidstyle.apps.serve.viewer.Viewer`: its own
+newest-wins mailbox, live pipeline (:func:`vidstyle.pipeline.scheduler.run_live`), temporal
+history and stylizer, so frames of two browsers never mix; only the engine,
+and with it the loaded weights and traced graphs, is shared. Styles change
+over HTTP (``POST /viewers/{id}/style`` with a built-in index,
+``POST /viewers/{id}/picture`` with a picture as the body); the new stylizer is
+built and traced off the event loop before the viewer switches to it, so the
+picture does not freeze while a model loads. The server reports per-viewer
+fps and arrival-to-send latency to the page over the data channel the page
+opens.
+
+A viewer that leaves (connection closed or failed, data channel closed) is
+dropped: its peer connection closed, its worker and pipeline threads joined.
+Ctrl-C or SIGTERM drops every viewer, then stops the web server.
+
+Browsers give pages the camera only on https or localhost, so a viewer on
+another machine needs a TLS proxy in front of ``--serve 0.0.0.0:PORT``.
+WebRTC needs a network interface other than loopback on the server: neither
+Chromium nor aiortc offers loopback candidates.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import secrets
+import signal
+import socket
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+
+from vidstyle.processing import styles
+from vidstyle.errors import StyleError, VidstyleError
+from vidstyle.models import NUM_STYLES
+from vidstyle.processing.styles import Style
+from vidstyle.apps.serve.viewer import Viewer, ViewerSettings, plan_sizing
+
+log = logging.getLogger("vidstyle.serve")
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
+MAX_PICTURE = 8 * 1024 * 1024  # bytes of an uploaded style picture
+WEB = Path(__file__).parent / "web"
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``HOST``, ``PORT`` or ``[IPv6]:PORT`` -> (host, port)."""
+    host, port = DEFAULT_HOST, DEFAULT_PORT
+    given = text = text.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        host, rest = text[1:end], text[end + 1:]
+        text = rest[1:] if rest.startswith(":") else rest
+    elif text.count(":") == 1:
+        host, text = text.split(":")
+        host = host or DEFAULT_HOST
+    elif not text.isdigit():
+        host, text = text, ""
+    try:
+        if text:
+            port = int(text)
+        if not host or not 0 <= port <= 65535:
+            raise ValueError
+    except ValueError:
+        raise VidstyleError(f"--serve: expected HOST:PORT (e.g. 127.0.0.1:8080), got {given!r}") from None
+    return host, port
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket, or one line saying why not."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except (OSError, socket.gaierror) as exc:
+        raise VidstyleError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart may follow a stop at once
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        reason = "address in use" if exc.errno == 98 else exc.strerror or str(exc)
+        raise VidstyleError(f"cannot listen on {host}:{port}: {reason}") from None
+    sock.setblocking(False)
+    return sock
+
+
+class MarkerJitterBuffer(JitterBuffer):
+    """aiortc's video jitter buffer hands a frame to the decoder when the *next* frame's first
+    packet arrives: a whole camera frame interval (33 ms at 30 fps) added to every frame.
+    This one also hands it over as soon as the packet with the RTP marker bit (the frame's
+    last: RFC 7741 for VP8, RFC 6184 for H.264) is in, with every packet before it."""
+
+    def add(self, packet):
+        pli, frame = super().add(packet)
+        if frame is None and self._origin is not None:
+            frame = self._take_marked()
+        return pli, frame
+
+    def _take_marked(self) -> JitterFrame | None:
+        packets = []
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self.capacity]
+            if packet is None or (packets and packet.timestamp != packets[0].timestamp):
+                return None  # a gap (to be retransmitted) or a frame without its marker
+            packets.append(packet)
+            if packet.marker:
+                self.remove(count + 1)
+                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=packet.timestamp)
+        return None
+
+
+def _hand_over_at_marker(pc: RTCPeerConnection, track) -> None:
+    """Give the receiver of ``track`` a MarkerJitterBuffer (aiortc keeps it private; an aiortc
+    without that attribute keeps its own buffer and one frame interval more latency)."""
+    for transceiver in pc.getTransceivers():
+        receiver = transceiver.receiver
+        if receiver.track is track and hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
+            receiver._RTCRtpReceiver__jitter_buffer = MarkerJitterBuffer(capacity=512, is_video=True)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class StyleServer:
+    """The web app and its viewers, on one asyncio loop."""
+
+    def __init__(self, settings: ViewerSettings, max_picture: int = MAX_PICTURE):
+        self.settings, self.max_picture = settings, max_picture
+        self.viewers: dict[str, Viewer] = {}
+        self.url: str | None = None
+        self._connections: dict[str, RTCPeerConnection] = {}
+        self._drops: dict[str, asyncio.Task] = {}
+        self._switching: dict[str, asyncio.Lock] = {}
+        self._default: Style | None = None
+        self._runner: web.AppRunner | None = None
+
+    # -- lifetime -------------------------------------------------------------
+
+    async def start(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> str:
+        """Listen (a taken port fails at once), load the engine, then serve; returns the URL."""
+        sock = _listen(host, port)
+        try:
+            self._default = styles.parse(self.settings.style)
+            await asyncio.to_thread(self.settings.stylizer, self._default)  # load the weights before anyone waits
+            app = web.Application(client_max_size=self.max_picture + 1)
+            app.add_routes([web.get("/", self._page), web.get("/app.js", self._script),
+                            web.get("/favicon.ico", self._no_icon),
+                            web.get("/styles", self._styles), web.post("/offer", self._offer),
+                            web.post("/viewers/{id}/style", self._style),
+                            web.post("/viewers/{id}/picture", self._picture)])
+            self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            await self._runner.setup()
+            await web.SockSite(self._runner, sock).start()
+        except BaseException:
+            sock.close()
+            raise
+        bound = sock.getsockname()[1]
+        # A browser cannot open the any-address; the same machine can reach it on loopback.
+        shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
+        self.url = f"http://{shown}:{bound}/"
+        return self.url
+
+    async def close(self) -> None:
+        """Drop every viewer, then stop serving."""
+        await asyncio.gather(*(self.drop(v) for v in list(self.viewers)))
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def drop(self, viewer_id: str) -> asyncio.Future:
+        """Close a viewer's connection and pipeline (once, however often it is asked)."""
+        if viewer_id not in self._drops:
+            self._drops[viewer_id] = asyncio.ensure_future(self._close_viewer(viewer_id))
+        return self._drops[viewer_id]
+
+    async def _close_viewer(self, viewer_id: str) -> None:
+        try:
+            pc, viewer = self._connections.get(viewer_id), self.viewers.get(viewer_id)
+            if pc is not None:
+                await pc.close()
+            if viewer is not None:
+                await viewer.close()
+                log.info("viewer %s left (%d frames in, %d out)", viewer_id[:8], viewer.received, viewer.delivered)
+        finally:
+            self.viewers.pop(viewer_id, None)
+            self._connections.pop(viewer_id, None)
+            self._switching.pop(viewer_id, None)
+            self._drops.pop(viewer_id, None)
+
+    # -- the page -------------------------------------------------------------
+
+    async def _page(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def _script(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(WEB / "app.js", headers={"Cache-Control": "no-cache"})
+
+    async def _no_icon(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def _styles(self, request: web.Request) -> web.Response:
+        default = self._default.label if self._default.picture is None else None  # a mix: its label
+        return web.json_response({"builtins": list(range(NUM_STYLES)), "default": default,
+                                  "max_picture": self.max_picture})
+
+    # -- signalling -----------------------------------------------------------
+
+    async def _offer(self, request: web.Request) -> web.Response:
+        try:
+            params = await request.json()
+            offer = RTCSessionDescription(sdp=params["sdp"], type=params["type"])
+        except (ValueError, KeyError, TypeError):
+            return _error(400, "expected JSON {sdp, type} holding a WebRTC offer")
+        if offer.type != "offer":
+            return _error(400, f"expected an offer, got {offer.type!r}")
+        viewer_id = secrets.token_urlsafe(12)  # unguessable: it is all that lets a page change its own style
+        stylizer = await asyncio.to_thread(self.settings.stylizer, self._default)
+        viewer = Viewer(viewer_id, self.settings, stylizer, asyncio.get_running_loop(),
+                        on_failure=lambda v: self.drop(v.id))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # aiortc's default asks Google's STUN server
+        self.viewers[viewer_id], self._connections[viewer_id] = viewer, pc
+        self._switching[viewer_id] = asyncio.Lock()
+
+        @pc.on("track")
+        def on_track(track):
+            if track.kind == "video" and viewer.output not in [s.track for s in pc.getSenders()]:
+                _hand_over_at_marker(pc, track)
+                viewer.receive(track)
+                pc.addTrack(viewer.output)  # answers on the same (sendrecv) transceiver
+
+        @pc.on("datachannel")
+        def on_channel(channel):
+            viewer.channel = channel
+            channel.on("close", lambda: self.drop(viewer_id))
+
+        @pc.on("connectionstatechange")
+        def on_state():
+            if pc.connectionState in ("failed", "closed"):
+                self.drop(viewer_id)
+
+        try:
+            await pc.setRemoteDescription(offer)
+            if not any(s.track is viewer.output for s in pc.getSenders()):
+                raise ValueError("it has no video track to stylize")
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:  # noqa: BLE001 - any offer aiortc cannot answer is the page's problem
+            await self.drop(viewer_id)
+            return _error(400, f"cannot answer this offer: {exc}")
+        log.info("viewer %s connected", viewer_id[:8])
+        return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type,
+                                  "viewer": viewer_id})
+
+    # -- styles ---------------------------------------------------------------
+
+    def _viewer(self, request: web.Request) -> Viewer:
+        viewer = self.viewers.get(request.match_info["id"])
+        if viewer is None:
+            raise web.HTTPNotFound(text='{"error": "no such viewer (the connection has closed)"}',
+                                   content_type="application/json")
+        return viewer
+
+    async def _style(self, request: web.Request) -> web.Response:
+        viewer = self._viewer(request)
+        try:
+            index = (await request.json())["style"]
+            if isinstance(index, bool) or not isinstance(index, (int, str)) or not str(index).isdigit():
+                raise ValueError
+            style = styles.parse(str(index))
+        except (ValueError, KeyError, TypeError):
+            return _error(400, f'expected JSON {{"style": N}} with N a built-in style, 0 to {NUM_STYLES - 1}')
+        except StyleError as exc:
+            return _error(400, str(exc))
+        return await self._switch(viewer, style)
+
+    async def _picture(self, request: web.Request) -> web.Response:
+        viewer = self._viewer(request)
+        try:
+            data = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"the picture is larger than {self.max_picture // (1024 * 1024)} MB")
+        if not data:
+            return _error(400, "no picture: send the file as the request body")
+        path = await asyncio.to_thread(_save_picture, data)
+        if path is None:
+            return _error(400, "not a picture the server can read (PNG, JPEG, WebP, BMP or TIFF)")
+        try:
+            return await self._switch(viewer, Style(label="picture", picture=path))
+        finally:
+            path.unlink(missing_ok=True)  # the stylizer keeps the style vector, not the file
+
+    async def _switch(self, viewer: Viewer, style: Style) -> web.Response:
+        lock = self._switching.get(viewer.id)
+        if lock is None:
+            return _error(404, "no such viewer (the connection has closed)")
+        async with lock:  # two quick switches land in the order they were asked for
+            try:
+                stylizer, sizing = await asyncio.to_thread(self._ready, style, viewer.last_image)
+            except VidstyleError as exc:
+                return _error(400, str(exc))
+            viewer.use(stylizer, sizing)
+        return web.json_response({"style": style.label})
+
+    def _ready(self, style: Style, content: np.ndarray | None):
+        """A stylizer for ``style`` and, once the camera has been seen, its sizing, traced."""
+        stylizer = self.settings.stylizer(style)
+        return stylizer, None if content is None else plan_sizing(stylizer, self.settings, content)
+
+
+def _save_picture(data: bytes) -> Path | None:
+    """The bytes in a temporary file if OpenCV can decode them, else None."""
+    if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is None:
+        return None
+    fd, name = tempfile.mkstemp(prefix="vidstyle-style-", suffix=".img")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return Path(name)
+
+
+def serve_forever(settings: ViewerSettings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                  seconds: float | None = None, announce: Callable[[str], None] = print) -> None:
+    """Serve until Ctrl-C, SIGTERM or ``seconds``; every viewer is dropped before returning.
+    Viewers coming and going are logged to stderr meanwhile."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("vidstyle: %(message)s"))
+    log.addHandler(handler)
+    level = log.level
+    log.setLevel(logging.INFO)
+
+    async def main() -> None:
+        server, stop = StyleServer(settings), asyncio.Event()
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+        for sig in signals:
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            url = await server.start(host, port)
+            where = " (all interfaces)" if host in ("0.0.0.0", "::", "") else ""
+            announce(f"vidstyle: serving on {url}{where}; Ctrl-C stops")
+            try:
+                await asyncio.wait_for(stop.wait(), seconds)
+            except asyncio.TimeoutError:
+                pass
+        finally:
+            await server.close()
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+    try:
+        asyncio.run(main())
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+
+
+@contextmanager
+def running(settings: ViewerSettings, host: str = "127.0.0.1", port: int = 0) -> Iterator[StyleServer]:
+    """A server on its own thread and event loop (tests, the latency probe); stopped on exit.
+
+    ``port=0`` takes a free port; the server's ``url`` says which.
+    """
+    started: concurrent.futures.Future = concurrent.futures.Future()
+
+    async def lifetime() -> None:
+        server, stop = StyleServer(settings), asyncio.Event()
+        try:
+            await server.start(host, port)
+            started.set_result((server, asyncio.get_running_loop(), stop))
+            await stop.wait()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+            if not started.done():
+                started.set_exception(exc)
+        finally:
+            await server.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(lifetime(),), name="vidstyle-serve", daemon=True)
+    thread.start()
+    try:
+        server, loop, stop = started.result(timeout=300)
+    except BaseException:
+        thread.join(timeout=30)
+        raise
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)

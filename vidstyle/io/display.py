@@ -1,0 +1,72 @@
+"""Where live frames go: an OpenCV window, a virtual camera, or nowhere (stats only).
+
+Each output is called with every delivered frame on the pipeline's last
+thread; ``close`` releases it. An output that cannot start (no display, no
+pyvirtualcam or no loopback device) raises a one-line error before the camera
+opens.
+"""
+from __future__ import annotations
+
+import os
+
+from vidstyle.errors import VidstyleError
+from vidstyle.frame import Frame
+from vidstyle.pipeline.meter import Meter
+
+
+class Window:
+    """An OpenCV window with an overlay. Keys: q/Esc quit, o overlay, n/p next/previous style,
+    0-9 a built-in style; ``on_key`` receives the style keys."""
+
+    def __init__(self, title: str = "vidstyle", on_key=None, label=lambda: ""):
+        import cv2
+
+        if os.name != "nt" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise VidstyleError("--window needs a display (no DISPLAY or WAYLAND_DISPLAY here); "
+                                "use --virtual-cam or --stats-json")
+        self.cv2, self.title, self.on_key, self.label = cv2, title, on_key, label
+        self.overlay, self.quit = True, False
+        self.meter = Meter()
+        cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+
+    def __call__(self, frame: Frame) -> None:
+        cv2 = self.cv2
+        self.meter.add(frame)
+        bgr = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
+        if self.overlay:
+            text = f"{self.label()}  {self.meter.fps:.1f} fps  {self.meter.latency_ms:.0f} ms"
+            cv2.putText(bgr, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(bgr, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.imshow(self.title, bgr)
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27):
+            self.quit = True
+        elif key == ord("o"):
+            self.overlay = not self.overlay
+        elif key != 0xFF and self.on_key:
+            self.on_key(chr(key))
+
+    def close(self) -> None:
+        self.cv2.destroyWindow(self.title)
+
+
+class VirtualCamera:
+    """A virtual camera through pyvirtualcam (v4l2loopback on Linux, OBS on Windows/macOS)."""
+
+    def __init__(self, width: int, height: int, fps: float):
+        try:
+            import pyvirtualcam
+        except ImportError:
+            raise VidstyleError("--virtual-cam needs pyvirtualcam: pip install pyvirtualcam "
+                                "(and v4l2loopback on Linux, or OBS on Windows/macOS)") from None
+        try:
+            self.camera = pyvirtualcam.Camera(width=width, height=height, fps=fps)
+        except RuntimeError as exc:
+            raise VidstyleError(f"--virtual-cam: {exc}".splitlines()[0]) from None
+        self.quit = False
+
+    def __call__(self, frame: Frame) -> None:
+        self.camera.send(frame.image)
+
+    def close(self) -> None:
+        self.camera.close()
