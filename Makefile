@@ -32,7 +32,9 @@ $(CHROMIUM_STAMP): $(STAMP)
 	else echo "note: no chromium and no root apt-get: the browser test will be skipped"; fi
 	touch $(CHROMIUM_STAMP)
 
+# Imports run one way (pyproject.toml [tool.importlinter]), then the suite.
 test: $(STAMP) $(CHROMIUM_STAMP)
+	$(BIN)/lint-imports --no-cache
 	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m pytest tests -q
 
 # The benchmarks' extra (plots, photos for the synthetic clips), on top of the dev install.

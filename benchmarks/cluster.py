@@ -1,4 +1,4 @@
-"""Issue 9: `--cluster local` against the plain single-process transcode, and joins on real footage.
+"""`--cluster local` against the plain single-process transcode, and joins on real footage.
 
 Three parts, each measured side by side in this one run:
 

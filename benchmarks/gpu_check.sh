@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU device check for vidstyle (issue 8): about 5 minutes on a bare NVIDIA machine with no
+# GPU device check for vidstyle: about 5 minutes on a bare NVIDIA machine with no
 # network. Writes JSON to the folder given as the first argument, else $OUT, else
 # benchmarks/results/gpu-check-<time>/:
 #   system.json     GPUs, driver, library versions, providers, engines --engine auto sees

@@ -8,7 +8,7 @@ scale S the network runs at S x 640x480 (sides rounded to multiples of 4) and it
 output is brought back to 640x480 by a plain bilinear resize or by guided
 upsampling (vidstyle.processing.guided, the frame as the guide) in several settings. MAD
 (mean |difference| on [0, 1] RGB) and SSIM against the reference, per clip, style
-and method, then the mean over them. Issue 7's quality bound: MAD <= 0.02 and
+and method, then the mean over them. The CPU levers' quality bound: MAD <= 0.02 and
 SSIM >= 0.92.
 
 "identity" rows: the same upsampling applied to the frame's own downscale,

@@ -1,4 +1,4 @@
-"""Warping error at segment joins against elsewhere (issue 9: joins within 10% of elsewhere).
+"""Warping error at segment joins against elsewhere (the target: joins within 10% of elsewhere).
 
 Joins always fall on the source's keyframes, and a keyframe is where the source itself
 pulses (its coding noise starts afresh), so a single-machine run is rougher at those very

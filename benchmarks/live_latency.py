@@ -16,7 +16,7 @@ a canvas whose brightness jumps at random moments; the time from a jump on the
 page to the stylized picture coming back past the midpoint is one round-trip
 sample (see vidstyle/serve_probe.py).
 
-Targets (issue 5): in process, delivered >= 25 fps with p95 <= 80 ms; browser
+Targets: in process, delivered >= 25 fps with p95 <= 80 ms; browser
 round trip p95 <= 150 ms. Results go to benchmarks/results/live-latency-*.json.
 """
 from __future__ import annotations

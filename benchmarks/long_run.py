@@ -22,7 +22,7 @@ and the end after it, growth = end - after warm-up, and the slope of a
 straight line fitted to the samples after the warm-up, in MB per 1000 frames;
 "growth (medians)" compares the medians of the first and last ten samples
 after the warm-up instead of single samples.
-PASS when growth < 50 MB (issue 6). --trace adds tracemalloc's top sites of
+PASS when growth < 50 MB. --trace adds tracemalloc's top sites of
 Python allocation growth over the same span (slower). Results go to
 benchmarks/results/long-run-*.json.
 """

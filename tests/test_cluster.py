@@ -16,8 +16,9 @@ from pathlib import Path
 import av
 import pytest
 
-from media import _Tone, draw_frame
+from media import _Tone, draw_frame, make_corrupt_video
 from vidstyle.apps.cli import main
+from vidstyle.errors import VidstyleError
 from vidstyle.cluster import plan_segments, transcode_segment
 from vidstyle.cluster.plan import preroll_frames
 from vidstyle.cluster.run import InlineExecutor, segment_path, transcode_segmented, work_dir
@@ -103,6 +104,61 @@ def test_segment_drops_preroll(clip, tmp_path):
         assert not c.streams.audio
         pts = [f.pts for f in c.decode(video=0)]
     assert len(pts) == 10 and pts[0] == seg.start_pts
+
+
+def test_segments_decode_exactly_the_frames_of_a_single_decode(clip):
+    """Each segment's source (pre-roll included) is the plain decode's frames in its range, same indexes."""
+    from vidstyle.cluster.segment import segment_source
+    from vidstyle.io import FileSource
+
+    with FileSource(clip) as whole:
+        every = [(f.index, f.pts) for f in whole.frames()]
+    for seg in plan_segments(clip, segment_frames=10, preroll=3).segments:
+        with segment_source(TranscodeConfig(input=clip, output="x.mp4"), seg) as source:
+            assert [(f.index, f.pts) for f in source.frames()] == every[seg.start - seg.preroll: seg.end]
+
+
+@pytest.fixture
+def damaged(tmp_path):
+    """Intra-only, frame 5 undecodable; 4-frame segments with a 3-frame pre-roll put frame 5
+    inside segment 1 and in the pre-roll of segment 2."""
+    src = make_corrupt_video(tmp_path / "bad.mkv", frames=10, bad_frame=5)
+    plan = plan_segments(src, segment_frames=4, preroll=3)
+    assert [(s.start, s.end, s.preroll) for s in plan.segments] == [(0, 4, 0), (4, 8, 3), (8, 10, 3)]
+    return src
+
+
+def test_skip_under_segments_drops_only_the_undecodable_frame(damaged, tmp_path):
+    config = TranscodeConfig(input=damaged, output=tmp_path / "out.mp4", on_decode_error="skip")
+    result = transcode_segmented(config, segment_frames=4, preroll=3)
+    assert result.skipped == [5] and result.frames == 9 and result.retries == 0
+    single = transcode(TranscodeConfig(input=damaged, output=tmp_path / "single.mp4", on_decode_error="skip"))
+    assert single.skipped == [5]
+    times = [[f.time for f in _decoded(path)] for path in (result.output, single.output)]
+    assert times[0] == times[1] == [i / 25 for i in range(10) if i != 5]
+
+
+def _decoded(path) -> list:
+    with av.open(str(path)) as c:
+        return list(c.decode(video=0))
+
+
+def test_skip_under_segments_is_remembered_by_resume(damaged, tmp_path):
+    config = TranscodeConfig(input=damaged, output=tmp_path / "out.mp4", on_decode_error="skip")
+    plan = plan_segments(damaged, 4, 3)
+    work = work_dir(config, 4, 3)
+    work.mkdir()
+    assert transcode_segment(config, plan.segments[1], segment_path(work, 1, ".mp4")) == 3
+    executor = Counting()
+    result = transcode_segmented(config, executor, resume=True, segment_frames=4, preroll=3)
+    assert executor.jobs == [0, 2] and result.skipped == [5] and result.frames == 9
+
+
+def test_stop_under_segments_fails_naming_the_frame(damaged, tmp_path):
+    config = TranscodeConfig(input=damaged, output=tmp_path / "out.mp4")
+    with pytest.raises(VidstyleError, match=r"bad\.mkv: cannot decode frame 5 "):
+        transcode_segmented(config, segment_frames=4, preroll=3)
+    assert not config.output.exists()
 
 
 class Counting(InlineExecutor):
@@ -349,6 +405,79 @@ def test_placement_one_actor_per_gpu_else_per_cpus():
     assert placement(nodes, cpus_per_worker=3).count(Slot("cpu", 3, 0)) == 2  # 2 cores left idle
     # a cap takes from every node in turn, not all from the first
     assert {s.node for s in placement(nodes, workers=2)} == {"gpu", "cpu"}
+
+
+class FlakyRay:
+    """Stands in for the ray module: ``init`` fails with what a cluster not yet ready raises."""
+
+    def __init__(self, failures: int, error=ConnectionAbortedError("Initialization failure from server:\nnot yet")):
+        self.failures, self.error, self.calls = failures, error, []
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs):
+        self.calls.append(kwargs["address"])
+        if len(self.calls) <= self.failures:
+            raise self.error
+
+
+@pytest.fixture
+def flaky_ray(monkeypatch):
+    from vidstyle.cluster import ray_exec
+
+    monkeypatch.setattr(ray_exec, "CONNECT_BACKOFF", 0.001)
+
+    def install(ray):
+        monkeypatch.setattr(ray_exec, "import_ray", lambda: ray)
+        return ray
+
+    return install
+
+
+def test_connect_retries_a_cluster_that_is_not_ready_yet(flaky_ray):
+    from vidstyle.cluster.ray_exec import connect
+
+    ray = flaky_ray(FlakyRay(failures=2))
+    assert connect("ray://head:10001") is True
+    assert ray.calls == ["ray://head:10001"] * 3
+
+
+def test_connect_gives_up_after_its_attempts_in_one_line(flaky_ray):
+    from vidstyle.cluster.ray_exec import CONNECT_ATTEMPTS, connect
+
+    ray = flaky_ray(FlakyRay(failures=99))
+    with pytest.raises(VidstyleError) as caught:
+        connect("head:6379")
+    assert str(caught.value) == ("cannot connect to Ray at head:6379: Initialization failure from server: "
+                                 "not yet")
+    assert len(ray.calls) == CONNECT_ATTEMPTS
+
+
+def test_connect_does_not_retry_what_waiting_cannot_fix(flaky_ray):
+    from vidstyle.cluster.ray_exec import connect
+
+    ray = flaky_ray(FlakyRay(failures=99, error=ValueError("bad address")))
+    with pytest.raises(VidstyleError, match="cannot connect to Ray at ray://x:1: bad address$"):
+        connect("ray://x:1")
+    assert len(ray.calls) == 1
+
+
+def test_a_cancel_during_the_backoff_stops_at_once(flaky_ray, monkeypatch):
+    import threading
+    import time
+
+    from vidstyle.cluster import ray_exec
+    from vidstyle.errors import Cancelled
+
+    monkeypatch.setattr(ray_exec, "CONNECT_BACKOFF", 60.0)
+    cancelled = threading.Event()
+    ray = flaky_ray(FlakyRay(failures=99))
+    threading.Timer(0.05, cancelled.set).start()  # Ctrl-C while waiting for the second attempt
+    began = time.monotonic()
+    with pytest.raises(Cancelled):
+        ray_exec.connect("ray://head:10001", cancelled=cancelled)
+    assert time.monotonic() - began < 5 and len(ray.calls) == 1
 
 
 def test_bad_worker_counts_are_one_line(clip, tmp_path, capsys):

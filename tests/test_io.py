@@ -140,6 +140,54 @@ def test_source_can_be_iterated_twice_before_close(tmp_path):
         assert len(list(source.frames())) == len(list(source.frames())) == 5
 
 
+@pytest.mark.parametrize("first, last", [(0, 8), (7, 19), (12, None)], ids=["head", "middle", "tail"])
+def test_source_span_yields_the_frames_of_that_pts_range_with_global_indexes(tmp_path, first, last):
+    # VFR with B-frames and one keyframe: the seek lands at frame 0 and the span is cut by pts alone.
+    path = make_video(tmp_path / "a.mp4", frames=20, vfr=True, audio=False)
+    expected = read_video(path)
+    end = expected.pts[last] if last is not None else None
+    with FileSource(path, start_pts=expected.pts[first], end_pts=end, first_index=first) as source:
+        frames = list(source.frames())
+    stop = last if last is not None else 20
+    assert [f.index for f in frames] == list(range(first, stop))
+    assert [f.pts for f in frames] == expected.pts[first:stop]
+    for frame, image in zip(frames, expected.frames[first:stop]):
+        np.testing.assert_array_equal(frame.image, image)
+
+
+def test_source_span_seeks_to_a_given_keyframe(tmp_path):
+    path = make_corrupt_video(tmp_path / "a.mkv", frames=10, bad_frame=99)  # intra only: every frame a keyframe
+    pts = read_video(path).pts
+    with FileSource(path, start_pts=pts[6], seek_pts=pts[4], end_pts=pts[8], first_index=6) as source:
+        assert [(f.index, f.pts) for f in source.frames()] == [(6, pts[6]), (7, pts[7])]
+
+
+@pytest.mark.parametrize("first, last", [(0, 5), (6, None), (2, 4)])
+def test_source_span_does_not_report_damage_outside_it(tmp_path, first, last):
+    path = make_corrupt_video(tmp_path / "bad.mkv", frames=10, bad_frame=5)
+    pts = read_video(make_corrupt_video(tmp_path / "good.mkv", frames=10, bad_frame=99)).pts
+    end = pts[last] if last is not None else None
+    with FileSource(path, threads=1, start_pts=pts[first], end_pts=end, first_index=first) as source:
+        frames = list(source.frames())
+    assert [f.index for f in frames] == list(range(first, last or 10)) and source.skipped == []
+
+
+@pytest.mark.parametrize("on_decode_error", ["stop", "skip"])
+def test_source_span_reports_damage_inside_it_by_its_global_index(tmp_path, on_decode_error):
+    path = make_corrupt_video(tmp_path / "bad.mkv", frames=10, bad_frame=5)
+    pts = read_video(make_corrupt_video(tmp_path / "good.mkv", frames=10, bad_frame=99)).pts
+    source = FileSource(path, threads=1, on_decode_error=on_decode_error, start_pts=pts[3], end_pts=pts[8],
+                        first_index=3)
+    with source:
+        if on_decode_error == "stop":
+            with pytest.raises(InputError, match=r"cannot decode frame 5 "):
+                list(source.frames())
+            return
+        frames = list(source.frames())
+    assert [(f.index, f.pts) for f in frames] == [(i, pts[i]) for i in (3, 4, 6, 7)]
+    assert source.skipped == [5]
+
+
 # --- FileSink: timing, audio, geometry -------------------------------------------------
 
 

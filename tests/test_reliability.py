@@ -1,4 +1,4 @@
-"""Issue 6: bad input and interruptions, through the real command line.
+"""Bad input and interruptions, through the real command line.
 
 Every case runs ``vidstyle.apps.cli.main([...])`` in this process (TensorFlow loads
 once) on a file made here, and checks what a user would: the exit code, one

@@ -1,4 +1,11 @@
-"""Offline transcoding: every frame, the source timestamps and the audio, in order."""
+"""Offline transcoding: every frame, the source timestamps and the audio, in order.
+
+``transcode(TranscodeConfig)`` checks everything a user can get wrong before the first
+frame is decoded, then runs FileSource -> the shared stylize stages (one batch kept in
+flight on an engine that queues) -> encode (FileSink) as one Pipeline. The output
+appears only when complete; a cancel keeps nothing, or the finished frames as
+``OUT.partial.EXT`` with ``keep_partial``.
+"""
 from __future__ import annotations
 
 import os

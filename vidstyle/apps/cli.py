@@ -1,4 +1,6 @@
-"""Command line: transcode | image | styles | metrics | bench. Thin: parse, validate, call the library."""
+"""Command line: transcode | batch | image | styles | metrics | live | bench.
+
+Thin: parse, validate, call the library; the library never sees the argparse namespace."""
 from __future__ import annotations
 
 import argparse

@@ -1,10 +1,11 @@
 """Ctrl-C and SIGTERM for a long command: the first stops the work cleanly, a second at once.
 
-Python runs signal handlers only in the main thread, and only between bytecodes:
-a main thread inside FFmpeg or TensorFlow (an encoder flushing its lookahead,
-the engine loading) would hear nothing until that call returned. So the work
-runs on a worker thread and the main thread only waits, in short joins, free
-to answer a signal at once.
+``run(work, request_stop, keeps_something)`` runs the work on a worker thread while the
+main thread, the only one Python delivers signals to, waits in short joins and so
+answers a signal at once even while the work is inside FFmpeg or TensorFlow. The first
+signal asks the work to stop; a second (or GRACE seconds with nothing worth keeping)
+ends the process now: open sinks' temp files removed, every child process killed, exit
+128 + the signal. Cases and timings: docs/reliability.md.
 """
 from __future__ import annotations
 

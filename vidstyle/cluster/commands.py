@@ -1,4 +1,4 @@
-"""What `vidstyle transcode --cluster` and `vidstyle batch` do; cli.py only parses."""
+"""What `vidstyle transcode --cluster` and `vidstyle batch` do; vidstyle.apps.cli only parses."""
 from __future__ import annotations
 
 import dataclasses
@@ -55,7 +55,7 @@ class Session:
             from vidstyle.cluster.ray_exec import RayExecutor, connect
 
             local_cpus = self.workers * self.cpus_per_worker if self.workers else None
-            self._started = connect(self.cluster, num_cpus=local_cpus)
+            self._started = connect(self.cluster, num_cpus=local_cpus, cancelled=self._cancelled)
             executor = RayExecutor(self.workers, cpus_per_worker=self.cpus_per_worker)
         else:
             from vidstyle.cluster.run import InlineExecutor

@@ -9,6 +9,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,6 +18,10 @@ from vidstyle.offline import TranscodeConfig
 from vidstyle.cluster.run import MAX_ATTEMPTS
 
 INSTALL_HINT = "--cluster needs Ray, which is not installed: pip install 'vidstyle[cluster]'"
+# A cluster just started (or busy) answers its first client with "Initialization failure
+# from server" or a refused connection for a few seconds; it is not there yet, not wrong.
+CONNECT_ATTEMPTS = 4
+CONNECT_BACKOFF = 1.0  # seconds before the second attempt, doubling after each
 
 
 def import_ray():
@@ -27,12 +32,14 @@ def import_ray():
     return ray
 
 
-def connect(cluster: str = "auto", num_cpus: int | None = None) -> bool:
+def connect(cluster: str = "auto", num_cpus: int | None = None,
+            cancelled: threading.Event | None = None) -> bool:
     """Start or join a Ray runtime; True if this call started it (the caller shuts it down).
 
     ``local``: a Ray runtime on this machine; ``ray://HOST:PORT``: a cluster's Ray
     client server; ``auto``: ``RAY_ADDRESS`` if set, else local. An already
-    initialised Ray (a test, a notebook) is used as it is.
+    initialised Ray (a test, a notebook) is used as it is. Joining a cluster is tried
+    CONNECT_ATTEMPTS times with backoff; ``cancelled`` set ends the wait with Cancelled.
     """
     if cluster not in ("auto", "local") and not cluster.startswith("ray://") and ":" not in cluster:
         raise VidstyleError(f"--cluster must be auto, local or ray://HOST:PORT, not {cluster!r}")
@@ -46,7 +53,7 @@ def connect(cluster: str = "auto", num_cpus: int | None = None) -> bool:
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.ERROR)
         elif cluster.startswith("ray://") or ":" in cluster:
-            ray.init(address=cluster, log_to_driver=False, logging_level=logging.ERROR)
+            _join(ray, cluster, cancelled or threading.Event())
         else:
             raise VidstyleError(f"--cluster must be auto, local or ray://HOST:PORT, not {cluster!r}")
     except VidstyleError:
@@ -54,6 +61,24 @@ def connect(cluster: str = "auto", num_cpus: int | None = None) -> bool:
     except Exception as error:  # ConnectionError, TimeoutError, RuntimeError...
         raise VidstyleError(f"cannot connect to Ray at {cluster}: {' '.join(str(error).split())[:200]}") from None
     return True
+
+
+def _join(ray, address: str, cancelled: threading.Event) -> None:
+    """``ray.init(address)``, again after CONNECT_BACKOFF, 2x, 4x... while the server is not ready."""
+    for attempt in range(CONNECT_ATTEMPTS):
+        if cancelled.is_set():
+            raise Cancelled("cancelled while connecting to Ray")
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            return
+        # "Initialization failure from server" (ConnectionAbortedError), a refused or a
+        # timed-out channel; anything else (an address Ray cannot parse, a version or token
+        # mismatch) will not get better by waiting.
+        except (ConnectionError, TimeoutError):
+            if attempt == CONNECT_ATTEMPTS - 1:
+                raise
+        if cancelled.wait(CONNECT_BACKOFF * 2 ** attempt):
+            raise Cancelled("cancelled while connecting to Ray")
 
 
 @dataclass(frozen=True)

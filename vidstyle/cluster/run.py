@@ -6,7 +6,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -16,7 +16,7 @@ from vidstyle.io.sink import check_target
 from vidstyle.offline import TranscodeConfig
 from vidstyle.cluster.join import join_segments
 from vidstyle.cluster.plan import SegmentPlan, default_segment_frames, plan_segments, preroll_frames
-from vidstyle.cluster.segment import transcode_segment
+from vidstyle.cluster.segment import read_skipped, transcode_segment
 
 MAX_ATTEMPTS = 3  # a segment that fails is tried again (on another worker) up to this many times in all
 Progress = Callable[[int, "int | None"], None]
@@ -31,6 +31,7 @@ class ClusterResult:
     retries: int  # segment runs that failed and were run again
     wall: float
     nodes: int = 1  # machines the segments ran on
+    skipped: list[int] = field(default_factory=list)  # indexes of undecodable frames dropped (--on-decode-error skip)
 
     @property
     def fps(self) -> float:
@@ -194,6 +195,8 @@ def transcode_segmented(config: TranscodeConfig, executor=None, resume: bool = F
         if own:
             executor.close()
     join_segments(paths, config.output, audio_from=config.input if info.has_audio else None)
+    skipped = [i for p in paths for i in read_skipped(p)]
     shutil.rmtree(work, ignore_errors=True)
-    return ClusterResult(Path(config.output), plan.frame_count, len(plan.segments), reused, retries,
-                         time.perf_counter() - start, nodes=max(1, len(executor.nodes)))
+    return ClusterResult(Path(config.output), plan.frame_count - len(skipped), len(plan.segments), reused,
+                         retries, time.perf_counter() - start, nodes=max(1, len(executor.nodes)),
+                         skipped=skipped)

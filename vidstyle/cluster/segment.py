@@ -8,15 +8,15 @@ output only warms temporal smoothing and is dropped before the encoder.
 from __future__ import annotations
 
 import os
-import time
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Callable
 
 from vidstyle.processing import geometry
 from vidstyle.pipeline import memory
 from vidstyle.errors import InputError
 from vidstyle.frame import Frame
-from vidstyle.io import FileSink, probe
-from vidstyle.io.source import VideoInfo, as_fraction, letterbox, open_input
+from vidstyle.io import FileSink
+from vidstyle.io.source import FileSource
 from vidstyle.pipeline.runner import Pipeline, Stage
 from vidstyle.pipeline.stylizer import Stylizer
 from vidstyle.offline import TranscodeConfig
@@ -49,29 +49,26 @@ def landing_options(codec: str, frames: int, last: bool) -> dict[str, str]:
     return {"x264-params": f"zones={frames - LANDING},{frames - 1},b={LANDING_BITS}"}
 
 
-def segment_frames(path, info: VideoInfo, segment: Segment) -> Iterator[Frame]:
-    """Frames from ``segment.preroll_pts`` up to (not including) ``segment.end_pts``, indexed globally."""
-    container = open_input(path)
+def segment_source(config: TranscodeConfig, segment: Segment) -> FileSource:
+    """A FileSource of ``segment.preroll_pts`` up to (not including) ``segment.end_pts``, indexed globally."""
+    # Segment 0 starts at the file's first frame: no seek, exactly the single run's decode.
+    seek = segment.seek_pts != segment.preroll_pts or segment.start > 0
+    return FileSource(config.input, on_decode_error=config.on_decode_error,
+                      start_pts=segment.preroll_pts if seek else None, seek_pts=segment.seek_pts,
+                      end_pts=segment.end_pts, first_index=segment.start - segment.preroll)
+
+
+def skipped_path(output) -> Path:
+    """Where a finished segment lists the frames it skipped as undecodable (absent: none)."""
+    output = Path(output)
+    return output.with_name(output.name + ".skipped")
+
+
+def read_skipped(output) -> list[int]:
     try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        time_base = as_fraction(stream.time_base) or info.time_base
-        if segment.seek_pts != segment.preroll_pts or segment.start > 0:
-            container.seek(segment.seek_pts, stream=stream, backward=True, any_frame=False)
-        index = segment.start - segment.preroll
-        for packet in container.demux(stream):
-            for picture in packet.decode():
-                if picture.pts is None or picture.pts < segment.preroll_pts:
-                    continue
-                if segment.end_pts is not None and picture.pts >= segment.end_pts:
-                    return
-                image = picture.to_ndarray(format="rgb24")
-                if image.shape[:2] != (info.height, info.width):
-                    image = letterbox(image, info.width, info.height)
-                yield Frame(index, picture.pts, time_base, image, time.monotonic())
-                index += 1
-    finally:
-        container.close()
+        return [int(word) for word in skipped_path(output).read_text().split()]
+    except FileNotFoundError:
+        return []
 
 
 def _maybe_fail(segment: Segment) -> None:
@@ -99,7 +96,8 @@ def transcode_segment(config: TranscodeConfig, segment: Segment, output,
     runs, so that another thread can cancel it (it then raises Cancelled).
     """
     _maybe_fail(segment)
-    info = probe(config.input)
+    source = segment_source(config, segment)
+    info = source.info
     smoother = config.smoother()
     geom = geometry.plan(info.width, info.height, config.size)
     queue_size = memory.plan_queue(geom, config.batch, 6 + smoother.needs_motion, config.queue_size,
@@ -119,15 +117,24 @@ def transcode_segment(config: TranscodeConfig, segment: Segment, output,
         return ()
 
     def finalize():
-        if written != segment.frames:
+        # Frames skipped in the pre-roll belong to the previous segment, which counts them.
+        skipped = [i for i in source.skipped if i >= segment.start]
+        if written + len(skipped) != segment.frames:
             raise InputError(f"{config.input}: segment {segment.number} decoded {written} of its "
                              f"{segment.frames} frames")
+        # Written before the segment file appears, so that a finished segment (reused by
+        # --resume too) always has its list.
+        listing = skipped_path(output)
+        if skipped:
+            listing.write_text(" ".join(map(str, skipped)) + "\n")
+        else:
+            listing.unlink(missing_ok=True)
         sink.close()
         return ()
 
     try:
         stylizer = stylizer or config.stylizer()
-        pipeline = Pipeline(lambda: segment_frames(config.input, info, segment),
+        pipeline = Pipeline(source.frames,
                             stylize_stages(stylizer, geom, config.batch, smoother)
                             + [Stage("encode", encode, finalize)], queue_size=queue_size)
         if on_pipeline:
@@ -136,4 +143,6 @@ def transcode_segment(config: TranscodeConfig, segment: Segment, output,
     except BaseException:
         sink.abort()
         raise
+    finally:
+        source.close()
     return written

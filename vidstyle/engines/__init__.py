@@ -1,7 +1,10 @@
-"""Inference engines: ``run(batch_uint8_nhwc, style) -> batch_uint8_nhwc``.
+"""Inference engines: ``run(batch_uint8_nhwc, style) -> batch_uint8_nhwc`` (:mod:`vidstyle.engines.base`).
 
-Each engine imports its runtime lazily, so a missing optional runtime is a
-clear error at selection time, never an ImportError at ``import vidstyle``.
+``available()`` lists the engines that can run here, fastest first; ``resolve`` turns
+``auto`` into the fastest installed one that computes in the precision; ``create``
+returns the engine, shared per process for the same model and settings. Each engine
+imports its runtime lazily, so a missing optional runtime is a clear error at selection
+time, never an ImportError at ``import vidstyle``.
 """
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The one interface every engine implements."""
+"""The one interface every engine implements: ``run`` (a batch, now), ``submit`` (a batch
+started, results later) and ``queues`` (whether ``submit`` returns before the work is
+done). ``RunsNow`` gives an engine that computes inside the call its ``submit``."""
 from __future__ import annotations
 
 from typing import Protocol

@@ -1,10 +1,11 @@
 """onnxruntime engine: the Keras network exported to ONNX (float32, or int8 QDQ), run by
-onnxruntime on the CPU.
+onnxruntime on the CPU, or in float32 on CUDA (``onnxruntime-cuda``).
 
-The exported file is cached on disk (engines/model_cache.py), so only the first run of a
-network at a precision pays for the export (about a second) or the int8 calibration
-(about ten seconds). One session serves every frame size: the graph's N, H and W are
-free, and onnxruntime plans each new shape on its first run.
+The exported file is cached on disk (:mod:`vidstyle.engines.export.model_cache`), so only
+the first run of a network at a precision pays for the export (about a second) or the
+int8 calibration (about ten seconds). One session serves every frame size: the graph's
+N, H and W are free, and onnxruntime plans each new shape on its first run. On the CPU
+with ``threads`` 0 the frames of a batch run side by side, one per core.
 """
 from __future__ import annotations
 

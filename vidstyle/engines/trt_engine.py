@@ -1,18 +1,18 @@
 """TensorRT engine: the ONNX export built into a TensorRT plan for the stream's frame size.
 
-- Source: the same ONNX file the onnxruntime engine runs (onnx_export.py), uint8 NHWC in
+- Source: the same ONNX file the onnxruntime engine runs (export/onnx_export.py), uint8 NHWC in
   and out, so the uint8 -> float conversion, the NHWC <-> NCHW transposes and the final
   rounding run on the GPU inside the plan: the host copies a quarter of the bytes a
   float32 interface would, and touches no pixel. Frames whose sides are not multiples
   of 4 are reflect-padded and cropped back inside the plan too (``with_pad_crop``).
-- One plan per frame size, with an optimisation profile for batch 1..B (B: the largest
-  batch asked for so far, at least ``VIDSTYLE_TRT_MAX_BATCH``, default 8). A batch
-  larger than B runs as several chunks, pipelined.
+- One plan per frame size, with an optimisation profile for batch 1..B (B: ``max_batch``,
+  by default ``VIDSTYLE_TRT_MAX_BATCH`` or 8). A batch larger than B runs as several
+  chunks, pipelined.
 - FP16: TensorRT 10 through the builder's FP16 flag, with the instance norms, the style
-  path and the output tail pinned to float32 (the same split fp16.py writes); TensorRT
+  path and the output tail pinned to float32 (the same split export/fp16.py writes); TensorRT
   11 has no FP16 flag and builds a strongly typed network from the float16 ONNX of
-  fp16.py. FP32: the float32 ONNX with TF32 switched off.
-- Serialized plans are cached on disk (model_cache) under ``plan_key``: the weights
+  export/fp16.py. FP32: the float32 ONNX with TF32 switched off.
+- Serialized plans are cached on disk (export/model_cache.py) under ``plan_key``: the weights
   hash, the TensorRT version, the GPU name, the precision and the shape profile.
 - Transfers: pinned host buffers, one non-default stream each for upload, inference and
   download, and two slots of buffers, so batch k+1 uploads while batch k runs and batch

@@ -196,14 +196,27 @@ class FileSource:
     ``notes``. Frames whose size differs from the first one (a resolution
     change mid-stream) are fitted into the first size, like FFmpeg's automatic
     scaler does, but letterboxed rather than stretched; that is noted too.
+
+    A span (the cluster's segments): ``start_pts`` seeks to ``seek_pts`` (default
+    ``start_pts``; FFmpeg goes back to the keyframe at or before it) and drops the
+    pictures before ``start_pts``; ``end_pts`` stops before the first picture at
+    or after it; the first frame yielded is numbered ``first_index``. Damage
+    outside the span is not this span's to report. The declared length is
+    checked only by a span that runs to the end of the file.
     """
 
-    def __init__(self, path, threads: int = 0, on_decode_error: str = "stop"):
+    def __init__(self, path, threads: int = 0, on_decode_error: str = "stop", *,
+                 start_pts: int | None = None, end_pts: int | None = None, first_index: int = 0,
+                 seek_pts: int | None = None):
         if on_decode_error not in DECODE_ERRORS:
             raise ValueError(f"on_decode_error must be one of {DECODE_ERRORS}, not {on_decode_error!r}")
         self.path = Path(path)
         self.threads = threads
         self.on_decode_error = on_decode_error
+        self.start_pts, self.end_pts, self.first_index = start_pts, end_pts, first_index
+        # A caller that knows the keyframe (the cluster's plan) says where to seek: FFmpeg's
+        # own search may compare against decode timestamps, which lag pts with B-frames.
+        self.seek_pts = start_pts if seek_pts is None else seek_pts
         self.info = probe(self.path)
         self.skipped: list[int] = []  # indexes of frames dropped as undecodable
         self.notes: list[str] = []  # what a user should hear about even though the run went on
@@ -222,7 +235,8 @@ class FileSource:
 
     def _decode(self) -> Iterator[Frame]:
         container = open_input(self.path)
-        index = 0
+        index = self.first_index
+        start, end = self.start_pts, self.end_pts
         try:
             stream = container.streams.video[0]
             # Frame threading adds a few frames of latency but decodes in parallel
@@ -230,6 +244,8 @@ class FileSource:
             stream.thread_type = "AUTO"
             stream.codec_context.thread_count = self.threads
             time_base = as_fraction(stream.time_base) or self.info.time_base
+            if start is not None:
+                container.seek(self.seek_pts, stream=stream, backward=True, any_frame=False)
             packets = container.demux(stream)
             reached = None  # the end time of the latest packet read, seconds
             while not self._closed:
@@ -241,12 +257,15 @@ class FileSource:
                     self._ends_early(index, f"cannot be read past frame {index} ({ffmpeg_words(error)})")
                     return
                 if packet is None:
-                    self._check_length(index, reached)
+                    if end is None:
+                        self._check_length(index, reached)
                     return
                 reached = _packet_end(packet, reached)
                 try:
                     decoded = packet.decode()
                 except av.FFmpegError as error:
+                    if not _in_span(packet.pts, start, end):
+                        continue  # another span's frame: that span reports it
                     if self.on_decode_error == "stop":
                         raise InputError(f"{self.path}: cannot decode frame {index} ({ffmpeg_words(error)}); "
                                          f"--on-decode-error skip drops such frames") from error
@@ -254,6 +273,10 @@ class FileSource:
                     index += 1  # the gap tells temporal smoothing to start afresh here
                     continue
                 for picture in decoded:
+                    if start is not None and (picture.pts is None or picture.pts < start):
+                        continue  # decoded only to reach the span (or with no pts to place it by)
+                    if end is not None and picture.pts is not None and picture.pts >= end:
+                        return
                     yield Frame(index, picture.pts, time_base, self._image(picture, index), time.monotonic())
                     index += 1
         finally:
@@ -286,7 +309,7 @@ class FileSource:
         """Truncated or damaged: an error with ``stop``, a note with ``skip``."""
         if self.on_decode_error == "stop":
             raise InputError(f"{self.path}: the video {what}: truncated or damaged; "
-                             f"--on-decode-error skip keeps the {index} frame(s) before that")
+                             f"--on-decode-error skip keeps the {index - self.first_index} frame(s) before that")
         self.notes.append(f"{self.path}: the video {what}: truncated or damaged; kept the frames before that")
 
     def close(self) -> None:
@@ -310,6 +333,13 @@ class FileSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _in_span(pts: int | None, start: int | None, end: int | None) -> bool:
+    """Whether a packet belongs to [start, end); one without pts is given the benefit of the doubt."""
+    if pts is None:
+        return True
+    return (start is None or pts >= start) and (end is None or pts < end)
 
 
 def _packet_end(packet, reached: float | None) -> float | None:

@@ -1,11 +1,12 @@
 """``vidstyle bench``: how fast each engine and setting runs on this machine.
 
-Every point is a real :func:`vidstyle.offline.transcode` (decode, the
-stylize stages, temporal smoothing, libx264 encode), so the numbers are the
-ones a transcode with the same settings achieves. A warm-up transcode of the
-same shape runs first and is not counted: it traces the engine's graph for
-that (batch, height, width). Without an input file the source is a synthetic
-clip of the requested size, written once per size.
+An offline point is a real :func:`vidstyle.offline.transcode` (decode, the stylize
+stages, temporal smoothing, libx264 encode), so the numbers are the ones a transcode
+with the same settings achieves. A warm-up transcode of the same shape runs first and is
+not counted: it traces the engine's graph for that (batch, height, width). Without an
+input file the source is a synthetic clip of the requested size, written once per size.
+A live point runs a paced synthetic camera (or a real one) through the live scheduler,
+with nothing encoded.
 """
 from __future__ import annotations
 

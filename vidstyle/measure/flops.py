@@ -1,21 +1,14 @@
 """Arithmetic cost of the stylizers and the machine's measured matmul peak.
 
-``vidstyle bench`` reports engine efficiency = achieved FLOP/s / measured
-peak. The work per frame is counted here from the layers themselves (not
-from a profiler), so it is the same number on every machine and engine:
-
-* ``multiply_adds(model, h, w)``: multiply-adds (MACs) of one forward pass on
-  one h x w image; ``FLOPs = 2 * MACs``. ``per_layer`` gives the breakdown.
+* ``multiply_adds(model, h, w)``: multiply-adds (MACs) of one forward pass on one
+  h x w image, counted from the layers themselves; ``FLOPs = 2 * MACs``.
+  ``per_layer`` gives the breakdown.
 * ``matmul_peak()``: float32 matmul FLOP/s measured in this process.
-* ``efficiency(fps, macs_per_frame, peak_flops)``.
+* ``efficiency(fps, macs_per_frame, peak_flops)``: what ``vidstyle bench`` reports.
 
-What counts: convolutions (plain, grouped, depthwise, separable, transposed)
-and Dense layers exactly, one MAC per kernel weight per output position.
-Normalisation layers, which do a few operations per element, are estimated
-(constants below). Padding, upsampling, activations, adds, pooling and other
-weightless layers count 0 MACs: they are memory-bound elementwise work that
-a matmul peak does not measure. A weighted layer of an unknown kind counts 0,
-shows as kind "uncounted" in ``per_layer``, and ``multiply_adds`` warns.
+Convolutions and Dense layers are counted exactly, normalisations estimated, weightless
+layers count 0; a weighted layer of an unknown kind counts 0 with a warning. The rules
+and why: docs/design-notes.md.
 """
 from __future__ import annotations
 

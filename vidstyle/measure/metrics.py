@@ -1,28 +1,14 @@
-"""Flicker and fidelity of a stylized video, measured against its input.
+"""Flicker and fidelity of a stylized video, measured against its input (``vidstyle metrics``).
 
-*Warping error* (Lai et al. 2018, "Learning Blind Video Temporal Consistency"):
-for each pair of consecutive frames, output frame t+1 is warped back onto
-frame t with optical flow computed on the *input* frames, and the squared RGB
-difference (squared L2 norm over the three channels, on [0, 1]) is averaged
-over the pixels the flow can be trusted at; the video's figure is the mean
-over pairs. Trust follows Ruder et al. 2016: a pixel is dropped where forward
-and backward flow disagree (occlusion), at motion boundaries, and where the
-flow leaves the frame. The flow here is DIS at its MEDIUM preset on full
-resolution, computed both ways: the same family as the smoother's flow but
-four times the pixels, and checked by the forward-backward test the smoother
-does not use, so the smoother is not graded by its own tool alone.
-
-A scene cut has no flow: a pair whose input warping error is more than
-CUT_FACTOR times the clip's median is counted as a cut and left out of both
-means (one cut would otherwise outweigh every other pair); ``cuts`` lists them.
-
-The input video's own warping error is the floor (flow is never perfect);
-``flicker_excess`` = E_warp(output) / E_warp(input).
-
-*Deviation* from plain per-frame stylization (the reference) catches what
-warping error rewards: a frozen or blurred output has no flicker at all. It is
-reported over all pixels and over the pixels where the input changed from the
-previous frame, where ghost trails appear.
+*Warping error* (Lai et al. 2018): output frame t+1 warped back onto frame t along the
+optical flow of the *input* (DIS MEDIUM, full resolution, both ways), mean squared RGB
+difference on [0, 1] over the pixels where the flow is trusted (Ruder et al. 2016:
+consistent, not a motion boundary, inside the frame), then the mean over pairs. A pair
+whose input warping error exceeds CUT_FACTOR x the clip's median is a scene cut and left
+out. ``flicker_excess`` = E_warp(output) / E_warp(input). *Deviation* from a per-frame
+stylization, over all pixels and over the moving ones, is what smoothing costs.
+``evaluate`` grades frames in memory, ``measure`` streams files. Why these definitions:
+docs/design-notes.md.
 """
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Keras networks with the project's own pretrained weights.
 
-The weights are imported once from the source ONNX files by
-``import_onnx.py`` and stored here as ``weights/<name>.npz`` keyed
-``<layer name>:<weight index>``, so running vidstyle never needs the
-package they came from.
+``MODEL_NAMES`` lists the networks, ``pretrained(name)`` builds one with its weights,
+``for_style`` picks the network for a style. The weights were imported once from the
+source ONNX files by ``tools/import_onnx.py`` (``make weights``) and are stored here as
+``weights/<name>.npz`` keyed ``<layer name>:<weight index>``, so running vidstyle never
+needs the package they came from.
 """
 from __future__ import annotations
 

@@ -1,18 +1,12 @@
-"""``student26``: a distilled, cheaper copy of the 26-style network (issue 7).
+"""``student26``: a distilled, cheaper copy of the 26-style network.
 
 Same inputs and outputs as ``multistyle26`` (image (B,H,W,3) in [0,1] and style
-weights (B,26) -> (B,H,W,3) in [0,1]; H and W multiples of 4) and the same
-conditional instance norm after every conv, but about 45% of its multiply-adds:
-
-* contract.0: the teacher's 9x9 conv 3->32 at full resolution (40% of its work)
-  is factored into a 9x9 conv 3->RANK followed by a 1x1 conv RANK->32;
-* contract.1 / contract.2 / expand.* as in the teacher;
-* RESIDUAL_BLOCKS residual blocks instead of six.
-
-Only Conv2D (valid padding), ReflectPad, ConditionalInstanceNorm, ReLU, Add,
-UpSampling2D (nearest) and a sigmoid, so it exports like the teacher.
-``distill.py`` initialises it from the teacher and trains it by distillation;
-see docs/student.md.
+weights (B,26) -> (B,H,W,3) in [0,1]; H and W multiples of 4) and the same layout and
+conditional instance norms, at about half its multiply-adds: each conv named in
+``RANKS`` (contract.0, contract.1 and the twelve residual convs) is factored, a k x k
+conv cin->cout becoming a k x k conv cin->rank followed by a 1x1 conv rank->cout.
+Only the teacher's layer kinds, so it exports like the teacher. ``tools/distill.py``
+initialises and trains it; its quality and cost: docs/student.md.
 """
 from __future__ import annotations
 

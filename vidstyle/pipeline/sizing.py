@@ -1,14 +1,13 @@
 """Processing size for live video: the largest that keeps up with the camera.
 
-Inference time grows with the pixel count, and a live frame that takes longer
-than the camera's frame interval makes the picture fall behind. ``Adaptive``
-keeps a ladder of processing sizes for one source, all traced before the
-camera starts (a first call at a new shape costs the engine a retrace, which
-would stall a live picture), starts at the largest one whose measured engine
-time fits the frame interval, and then moves one rung at a time on the
-measured service time of each frame (taken from the camera -> presented), so
-the other stages' cost and the machine's load are included. Output keeps the
-source size either way: only the network's input shrinks.
+``Fixed`` is one size (offline, or ``--size``). ``Adaptive`` is a ladder of sizes for
+one source (longer side LADDER, 640 down to 128): ``calibrate`` traces and times the
+rungs before the camera starts and picks the largest whose engine time fits FIT of the
+frame interval; ``record`` takes each frame's service time (left the source ->
+presented) and, after SETTLE frames at a rung, moves one rung down above DOWN of the
+interval or one up when the next rung is predicted under UP. ``current`` is the
+geometry the next frame is prepared at; the output keeps the source size.
+``for_camera`` builds either, every shape traced. Why: docs/design-notes.md.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""From a Style to pixels: conditioning vectors, batches, and the per-frame finish."""
+"""From a Style to pixels: ``Stylizer`` (conditioning vectors, batches through the engine,
+the per-frame finish) and ``StylizeSettings``, the stylizing options every command shares."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,6 @@
-"""Per-frame geometry and colour helpers shared by the video and image paths."""
+"""Per-frame geometry, shared by the video and image paths: how a source frame maps onto
+the network's input and back (``plan`` -> ``Geometry``; ``shrink`` and ``pad`` to a
+multiple of 4 on the way in, ``crop`` and ``grow`` on the way out), and ``--size``."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,19 +1,12 @@
-"""Edge-aware upsampling: a low-resolution stylized image brought back to full size,
-guided by the full-resolution frame (fast guided filter, He & Sun 2015).
+"""Edge-aware upsampling for ``--internal-scale``: a low-resolution stylized image brought
+back to full size, guided by the full-resolution frame (fast guided filter, He & Sun 2015).
 
-At low resolution each window of the stylized image ``p`` is fitted with a linear
-model of the guide ``I`` (``p ≈ a·I + b``, ridge-regularised by ``eps``) using box
-filters; ``a`` and ``b`` are averaged, upsampled bilinearly and applied to the
-full-resolution guide, so the guide's edges come back where the stylized picture
-follows them. With ``residual`` (the default) what the linear model does not
-explain at low resolution (the network's own texture) is added back bilinearly,
-so nothing the plain resize keeps is smoothed away: the result is the plain
-bilinear upsampling plus the guide's high-frequency detail, scaled per window by
-how strongly the stylization follows the guide there.
-
-Guides: ``"gray"`` (luminance; ``a`` is one gain per output channel) or
-``"color"`` (each output channel regressed on the guide's three channels: a 3x3
-covariance per pixel, solved in closed form).
+``upsample(low, guide)`` returns ``low`` at ``guide``'s size (uint8 RGB). A linear model
+of the guide is fitted per window at low resolution and applied at full resolution, so
+the guide's edges come back where the stylization follows them. Guides: ``"gray"``
+(default) or ``"color"``. With ``residual`` (default) the result is the plain bilinear
+upsampling plus the guide's detail, so nothing a plain resize keeps is smoothed away.
+``plain`` is that bilinear resize. How the filter works: docs/design-notes.md.
 """
 from __future__ import annotations
 

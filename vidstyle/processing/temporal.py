@@ -1,44 +1,18 @@
 """Temporal smoothing: stylized video without flicker and without ghosts.
 
-Per-frame stylization flickers: the network answers every small change of its
-input (noise, compression, a sub-pixel shift, a hand moving elsewhere in the
-frame, which shifts instance-norm statistics) with a different brush texture.
-Denoising the input first was tried and removes little of it (excess 44 -> 34
-on the sample clip), so vidstyle smooths the output.
+``create(mode, strength)`` makes a smoother: ``off``; ``ema`` (blend with the previous
+output, no motion: trades flicker for trails); ``flow`` (the default): the previous
+*output* carried along the optical flow of the *input* (DIS MEDIUM on luminance, the
+longer side at most FLOW_SIDE) and blended into the current stylized frame per pixel:
+``strength`` of the history where the input is static, a step of at most MOVING_STEP
+toward the current frame where it moves, and no history where the warped input
+disagrees with the current one or the flow leaves the frame. A scene cut, a dropped
+frame or a size change starts the history afresh.
 
-``flow`` carries the previous *output* forward along the optical flow of the
-*input* (DIS MEDIUM on luminance, up to 640 px) and blends it into the current
-stylized frame, recursively, per pixel:
-
-- *trust*: history counts only where the warped previous input matches the
-  current one up to noise. Occlusions, disocclusions, motion boundaries and
-  wrong flow fail this test; pixels whose flow leaves the frame get no history;
-  the trust map is eroded, so a pixel next to a failure is not trusted either.
-- *static input*: where trusted, ``strength`` (0.95 by default) of the warped
-  history is kept, so a still background averages over many frames and stops
-  boiling.
-- *moving input*: stylization of moving content changes for real, and a large
-  fixed share of history there is what leaves trails or smears. Here the output
-  moves from the warped history toward the current stylization by at most
-  MOVING_STEP per frame (a pixel that differs less takes mostly the current
-  value; MOVING_FLOOR of trusted history is always kept): the large
-  frame-to-frame jumps that read as flicker are capped while moving detail
-  stays its own. On the sample clip this beats any fixed moving share on both
-  flicker and deviation from per-frame stylization.
-
-A scene cut restarts the history. Also tried and dropped (measured on the
-sample clip with :mod:`vidstyle.measure.metrics`): a forward-backward flow check and a
-gate on stylized disagreement cost more flicker than the ghosting they
-removed; coarser flow (320 px, or the FAST preset) misaligned the history
-(sample-clip flicker excess about 3 instead of 2).
-
-Work is split over two threads: :meth:`Temporal.observe` (flow between
-consecutive input frames, which needs no stylized pixels and so runs beside
-inference) and :meth:`Temporal.blend` (warp and blend). Each keeps its own
-state and must be called in frame order from one thread.
-
-``ema`` (blend with the previous output, no motion) is the baseline other tools
-ship as "smooth"; it trades flicker for trails.
+The work is split over two threads: :meth:`Temporal.observe` (flow between consecutive
+input frames, which needs no stylized pixels and so runs beside inference) and
+:meth:`Temporal.blend` (warp and blend). Each keeps its own state and must be called in
+frame order from one thread. What was tried and measured: docs/design-notes.md.
 """
 from __future__ import annotations
 

@@ -1,30 +1,18 @@
 """``vidstyle live --serve``: a web page that stylizes the browser's camera over WebRTC.
 
-The page (``vidstyle/web/``) sends its camera to the server as a WebRTC video
-track and shows what comes back beside its own preview. Signalling is one
-HTTP exchange (``POST /offer``: the page's complete SDP offer in, the answer
-and a viewer id out); no trickle ICE, no STUN: the server is meant to be
-reached on localhost or a LAN.
+The page (``web/`` beside this module) sends its camera as a WebRTC video track and
+shows what comes back beside its own preview. Routes: ``GET /`` and ``/app.js`` (the
+page), ``GET /styles``, ``POST /offer`` (the page's complete SDP offer in, the answer
+and an unguessable viewer id out: all the signalling there is; no STUN, for localhost
+or a LAN), ``POST /viewers/{id}/style`` (a built-in index) and
+``POST /viewers/{id}/picture`` (a picture as the body). A new style's stylizer is built
+and traced off the event loop before the viewer switches to it.
 
-Each peer connection becomes a :class:`vidstyle.apps.serve.viewer.Viewer`: its own
-newest-wins mailbox, live pipeline (:func:`vidstyle.pipeline.scheduler.run_live`), temporal
-history and stylizer, so frames of two browsers never mix; only the engine,
-and with it the loaded weights and traced graphs, is shared. Styles change
-over HTTP (``POST /viewers/{id}/style`` with a built-in index,
-``POST /viewers/{id}/picture`` with a picture as the body); the new stylizer is
-built and traced off the event loop before the viewer switches to it, so the
-picture does not freeze while a model loads. The server reports per-viewer
-fps and arrival-to-send latency to the page over the data channel the page
-opens.
-
-A viewer that leaves (connection closed or failed, data channel closed) is
-dropped: its peer connection closed, its worker and pipeline threads joined.
-Ctrl-C or SIGTERM drops every viewer, then stops the web server.
-
-Browsers give pages the camera only on https or localhost, so a viewer on
-another machine needs a TLS proxy in front of ``--serve 0.0.0.0:PORT``.
-WebRTC needs a network interface other than loopback on the server: neither
-Chromium nor aiortc offers loopback candidates.
+Each peer connection is a :class:`vidstyle.apps.serve.viewer.Viewer`; only the engine is
+shared between viewers. A viewer whose connection closes or fails, or whose data
+channel closes, is dropped (peer closed, worker and pipeline joined); Ctrl-C or SIGTERM
+drops every viewer, then stops the web server. Network requirements:
+docs/design-notes.md.
 """
 from __future__ import annotations
 

@@ -1,16 +1,16 @@
 """One browser viewer of ``vidstyle live --serve``: its frames, its pipeline, its stylized track.
 
-Nothing here is shared between viewers except the engine (one per model per
-process, see :func:`vidstyle.engines.tf_engine.shared_engine`): each viewer has
-its own mailbox, stylizer, temporal history and threads, so frames from two
-browsers cannot meet.
+Nothing here is shared between viewers except the engine (one per model and settings
+per process, see :func:`vidstyle.engines.create`): each viewer has its own mailbox,
+stylizer, sizing, temporal history and threads, so frames from two browsers cannot meet.
 
-Threads: aiortc decodes on its own thread and queues decoded frames on the
-event loop without bound, so :meth:`Viewer.receive` drains the remote track
-continuously into a one-slot mailbox (the newest frame wins). A worker thread
-runs the live scheduler (:func:`vidstyle.pipeline.scheduler.run_live`) on that
-mailbox and hands each stylized frame back to the loop, where
-:class:`StylizedTrack` gives the newest one to aiortc's encoder.
+Threads: aiortc decodes on its own thread and queues decoded frames on the event loop
+without bound, so :meth:`Viewer.receive` drains the remote track continuously into a
+one-slot mailbox (the newest frame wins). A worker thread runs the live scheduler
+(:func:`vidstyle.pipeline.scheduler.run_live`) on that mailbox and hands each stylized
+frame back to the loop, where :class:`StylizedTrack` gives the newest one to aiortc's
+encoder. A style change or a new camera size ends the viewer's pipeline and starts
+another.
 """
 from __future__ import annotations
 

@@ -1,17 +1,12 @@
 """Static int8 quantisation of an exported stylizer (onnxruntime QDQ).
 
-Activation ranges come from real frames: the calibration pictures bundled in
-``vidstyle/data/calibration`` (frames of the sample clip), each run once per built-in
-style in turn, so every style's normalisation ranges are seen.
-
-What is quantised was chosen by measurement (benchmarks/cpu_speed.py, docs/cpu-speed.md):
-all convolutions at full resolution in int8 cost mean abs 0.03–0.11 and SSIM 0.5–0.8
-against float32 — far outside the quality bound — because the 9x9 convolutions at the
-ends see the picture itself and the output. So only the convolutions between the first
-two and the last three are quantised (weights per channel, activations per tensor at
-the 99.99th percentile, which ignores the few outliers a min/max range would spend
-its 256 levels on). On CPUs without VNNI, onnxruntime's unsigned x signed int8 kernel
-can saturate its 16-bit intermediate sums; there both are unsigned.
+``quantize(float_model, style_dim)``: bytes in, bytes out. Activation ranges come from
+the calibration pictures bundled in ``vidstyle/data/calibration`` (frames of the sample
+clip), each with one built-in style in turn (picture models: random style vectors).
+Only the convolutions between the first KEEP_FLOAT_HEAD and the last KEEP_FLOAT_TAIL are
+quantised: weights per channel, activations per tensor at the PERCENTILE-th percentile;
+weights unsigned on CPUs without VNNI. Why, and what it costs in quality:
+docs/design-notes.md and docs/cpu-speed.md.
 """
 from __future__ import annotations
 
