@@ -33,5 +33,5 @@ def test_example_runs(name, code, tmp_path):
     # loads lazily can fail on first import and pass in a process that imported it before).
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, f"{name} failed:\n{run.stderr[-3000:]}"
-    if (tmp_path / "out.mp4").exists():
+    if '"out.mp4"' in code:  # an example that transcodes in.mp4 writes every frame
         assert len(read_video(tmp_path / "out.mp4").frames) == 12
