@@ -14,7 +14,7 @@ service time; fixed sizes are there to show what the adaptive choice trades.
 Browser: the `--serve` page in headless Debian Chromium on localhost, its camera
 a canvas whose brightness jumps at random moments; the time from a jump on the
 page to the stylized picture coming back past the midpoint is one round-trip
-sample (see vidstyle/serve_probe.py).
+sample (see benchmarks/serve_probe.py).
 
 Targets: in process, delivered >= 25 fps with p95 <= 80 ms; browser
 round trip p95 <= 150 ms. Results go to benchmarks/results/live-latency-*.json.

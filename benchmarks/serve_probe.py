@@ -1,6 +1,6 @@
 """Browser round trip of ``vidstyle live --serve`` on localhost, measured in headless Chromium.
 
-The page in probe mode (``/?probe=1``, see ``vidstyle/web/app.js``) sends a
+The page in probe mode (``/?probe=1``, see ``vidstyle/apps/serve/web/app.js``) sends a
 canvas that switches between two pictures at random 0.4-0.8 s intervals and
 times each switch from drawing it to the expected display time of the first
 returned frame past the midpoint between the two stylized pictures: glass to

