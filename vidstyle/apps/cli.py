@@ -252,11 +252,15 @@ def cmd_transcode(args) -> int:
             bar.close()
     for note in result.notes:
         print(f"vidstyle: warning: {note}", file=sys.stderr)
-    if result.skipped:
-        shown = ", ".join(map(str, result.skipped[:10])) + (", ..." if len(result.skipped) > 10 else "")
-        print(f"vidstyle: warning: skipped {len(result.skipped)} undecodable frame(s): {shown}", file=sys.stderr)
+    _warn_skipped(result.skipped)
     print(f"wrote {result.output} ({result.frames} frames, {result.fps:.1f} fps)")
     return 0
+
+
+def _warn_skipped(skipped: list[int]) -> None:
+    if skipped:
+        shown = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
+        print(f"vidstyle: warning: skipped {len(skipped)} undecodable frame(s): {shown}", file=sys.stderr)
 
 
 def cmd_image(args) -> int:
@@ -435,6 +439,7 @@ def _cluster_transcode(args, config) -> int:
     reused = f", {result.reused} reused" if result.reused else ""
     retried = f", {result.retries} retried" if result.retries else ""
     nodes = f" on {result.nodes} nodes" if result.nodes > 1 else ""
+    _warn_skipped(result.skipped)
     print(f"wrote {result.output} ({result.frames} frames in {result.segments} segments{nodes}{reused}{retried}, "
           f"{result.fps:.1f} fps)")
     return 0

@@ -205,6 +205,9 @@ class FileSource:
     checked only by a span that runs to the end of the file.
     """
 
+    rate = None  # a file is read as fast as the pipeline takes it
+    dropped = 0  # ... so no frame is ever replaced by a newer one
+
     def __init__(self, path, threads: int = 0, on_decode_error: str = "stop", *,
                  start_pts: int | None = None, end_pts: int | None = None, first_index: int = 0,
                  seek_pts: int | None = None):
