@@ -134,14 +134,16 @@ def test_smoothing_at_the_processing_size_is_flow_on_the_small_frames(threads):
 def test_with_frames_in_flight_the_batcher_keeps_to_the_deadline(threads):
     from test_live import SlowEngine, live
 
-    def batches(rate):
+    def batches(rate, max_age):
         stats = live(PacedSource(moving_pictures(64, 48), rate=rate, count=12), SlowEngine(0.0), lambda f: None,
-                     mode="off", max_age=0.25, in_flight=2)
+                     mode="off", max_age=max_age, in_flight=2)
         return stats.stages["engine"].items, stats.delivered
 
-    # a 50 fps camera: the second frame comes in time, so frames go in pairs
-    items, delivered = batches(50)
-    assert delivered >= 10 and items <= delivered // 2 + 1
-    # a 5 fps camera: waiting 200 ms for a partner would break the 125 ms half-deadline
-    assert batches(5) == (12, 12)
+    # a 50 fps camera, 1 s deadline: the second frame comes in time, so frames go in pairs
+    # (a frame the loaded machine took too long to pick up may be replaced, never queued)
+    items, delivered = batches(50, 1.0)
+    assert delivered >= 6 and items <= delivered // 2 + 1
+    # a 5 fps camera: waiting 200 ms for a partner would break the 150 ms half-deadline, so one by one
+    items, delivered = batches(5, 0.3)
+    assert items == delivered >= 10
     threads.assert_back_to_start()

@@ -392,6 +392,120 @@ def test_joins_on_real_footage_add_under_ten_percent(tmp_path):
     assert excess <= 1.10, excess
 
 
+class _Unavailable(Exception):
+    """Stands in for ray.exceptions.ActorUnavailableError."""
+
+
+class _Died(Exception):
+    """Stands in for ray.exceptions.ActorDiedError."""
+
+
+class _Ref:
+    def __init__(self, value=None, error=None):
+        self.value, self.error = value, error
+
+
+class _Method:
+    def __init__(self, actor, name):
+        self.actor, self.name = actor, name
+
+    def remote(self, *args):
+        return self.actor.call(self.name, args)
+
+
+class RestartingActor:
+    """An actor whose first job ``crash``es its process; Ray then restarts it, and the next
+    ``restart_calls`` calls of any kind fail at once with "the actor is restarting"."""
+
+    def __init__(self, name, log, crash=False, restart_calls=2, restarts=1):
+        self.name, self.log, self.crash = name, log, crash
+        self.restart_calls, self.restarts = restart_calls, restarts
+        self.state = "up"
+
+    def __getattr__(self, name):
+        return _Method(self, name)
+
+    def call(self, name, args):
+        if self.state == "dead":
+            return _Ref(error=_Died(f"{self.name} is dead"))
+        if self.state == "restarting":
+            if name == "whole":
+                self.log.append(("handed work while restarting", self.name, args[0]))
+            self.left -= 1
+            if self.left == 0:
+                self.state = "up"
+            return _Ref(error=_Unavailable("The actor is temporarily unavailable: IOError: The actor is restarting."))
+        if name == "__ray_ready__":
+            return _Ref(True)
+        if name == "written":
+            return _Ref(0)
+        if self.crash:
+            self.crash = False
+            self.state, self.left = ("restarting", self.restart_calls) if self.restarts else ("dead", 0)
+            return _Ref(error=_Unavailable("The actor is temporarily unavailable: RpcError: Socket closed"))
+        self.log.append(("ran", self.name, args[0]))
+        return _Ref((1, self.name))
+
+
+class RestartRay:
+    """Stands in for the ray module in RayExecutor._map: every call answers at once, in order."""
+
+    class exceptions:
+        ActorUnavailableError = _Unavailable
+
+    @staticmethod
+    def wait(refs, num_returns=1, timeout=None):
+        return refs[:num_returns], refs[num_returns:]
+
+    @staticmethod
+    def get(ref):
+        if ref.error:
+            raise ref.error
+        return ref.value
+
+
+def _restart_executor(monkeypatch, actors):
+    from vidstyle.cluster import ray_exec
+
+    monkeypatch.setattr(ray_exec, "import_ray", lambda: RestartRay)
+    executor = ray_exec.RayExecutor()
+    executor.actors = actors
+    executor.RECHECK = 0
+    return executor
+
+
+@pytest.mark.parametrize("workers", [2, 1])
+def test_a_restarting_actor_gets_no_work_and_no_second_failure(monkeypatch, workers):
+    """Its pings fail while Ray restarts it: that is no failure, and it is handed nothing until
+    a ping answers; then it takes work again (the only actor: the failed job itself)."""
+    log = []
+    actors = [RestartingActor("a", log, crash=True), RestartingActor("b", log)][:workers]
+    executor = _restart_executor(monkeypatch, actors)
+    done = []
+    jobs = [(f"in{n}", f"out{n}") for n in range(6)]
+    retries = executor.run_files(TranscodeConfig(input="x.mp4", output="y.mp4"), jobs, False,
+                                 lambda key, frames: done.append(key))
+    assert retries == 1 and len(executor.failures) == 1 and "in0: _Unavailable" in executor.failures[0]
+    assert sorted(done) == [f"in{n}" for n in range(6)]
+    assert not [e for e in log if e[0] != "ran"], log
+    ran_on_a = [job for _, actor, job in log if actor == "a"]
+    assert ran_on_a  # back after its restart
+    if workers == 2:
+        assert ("ran", "b", "in0") in log  # the retry went to the other actor
+
+
+def test_an_actor_past_its_restarts_is_dropped_and_the_work_goes_on(monkeypatch):
+    log = []
+    actors = [RestartingActor("a", log, crash=True, restarts=0), RestartingActor("b", log)]
+    executor = _restart_executor(monkeypatch, actors)
+    done = []
+    retries = executor.run_files(TranscodeConfig(input="x.mp4", output="y.mp4"),
+                                 [(f"in{n}", f"out{n}") for n in range(4)], False,
+                                 lambda key, frames: done.append(key))
+    assert retries == 1 and sorted(done) == [f"in{n}" for n in range(4)]
+    assert {actor for _, actor, _ in log} == {"b"}
+
+
 def test_placement_one_actor_per_gpu_else_per_cpus():
     from vidstyle.cluster.ray_exec import Slot, placement
 

@@ -10,6 +10,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -164,6 +165,8 @@ class RayExecutor:
     """Runs jobs on actors placed by :func:`placement`, retrying a failed job on another actor."""
 
     POLL = 0.5  # seconds between looks at the running jobs' frame counts (and at a cancel)
+    RECHECK = 0.5  # seconds between pings of an actor that Ray is restarting
+    RESTART_WAIT = 600.0  # seconds a restarting actor may take to answer before it counts as gone
 
     def __init__(self, workers: int | None = None, max_attempts: int = MAX_ATTEMPTS, cpus_per_worker: int = 1):
         self.ray = import_ray()
@@ -206,18 +209,31 @@ class RayExecutor:
         return total
 
     def _map(self, config, calls: list, done: Callable, partial: Callable | None) -> int:
-        """``calls``: (key, method name, args). Returns the number of retries."""
+        """``calls``: (key, method name, args). Returns the number of retries.
+
+        An actor whose job failed is down from the moment the failure is seen: it takes
+        work again only once a ping (``__ray_ready__``) has come back with an answer. A
+        ping that fails because the actor is restarting (or briefly unreachable) is not a
+        failure of anything: the actor is asked again RECHECK seconds later, for up to
+        RESTART_WAIT; a ping that fails because the actor is dead for good drops it.
+        """
         ray = self.ray
         if self._cancelled:
             raise Cancelled("cancelled")
         if not self.actors:
             self._start(config)
+        unavailable = getattr(ray.exceptions, "ActorUnavailableError", ())  # Ray >= 2.26
         attempts = {}
-        pending = {}  # ref -> (call, slot); call None: a look at whether a failed actor is back
+        pending = {}  # ref -> (call, slot); call None: a ping of a down actor
         queue = [(call, None) for call in calls]  # (call, the slot it failed on)
         free = list(range(len(self.actors)))
         alive = set(free)
+        down = {}  # slot -> when its failure was seen; it is in neither free nor a job's pending
+        due = {}  # slot -> when a down actor whose ping found it restarting is pinged again
         retries = 0
+
+        def ping(slot: int) -> None:
+            pending[self.actors[slot].__ray_ready__.remote()] = (None, slot)
 
         def assign() -> None:
             for item in list(queue):
@@ -232,10 +248,24 @@ class RayExecutor:
                 attempts[key] = attempts.get(key, 0) + 1
                 pending[getattr(self.actors[slot], method).remote(*args)] = (call, slot)
 
+        def gone(slot: int, error) -> None:
+            down.pop(slot, None)
+            alive.discard(slot)
+            if not alive:
+                raise VidstyleError(f"every Ray worker died; last: {' '.join(str(error).split())[:300]}") from None
+
         while queue or any(call for call, _ in pending.values()):
             if self._cancelled:
                 raise Cancelled("cancelled")
+            now = time.monotonic()
+            for slot, at in list(due.items()):
+                if at <= now:
+                    del due[slot]
+                    ping(slot)
             assign()
+            if not pending:  # work waits for an actor that is restarting: ask it again soon
+                time.sleep(self.RECHECK)
+                continue
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=self.POLL)
             if not ready:
                 if partial:
@@ -243,28 +273,38 @@ class RayExecutor:
                 continue
             ref = ready[0]
             call, slot = pending.pop(ref)
-            try:
-                frames, node = ray.get(ref) if call else (None, None)
-            except Exception as error:
-                if call is None:  # it did not come back (its restarts are used up)
-                    alive.discard(slot)
-                    if not alive:
-                        raise VidstyleError(f"every Ray worker died; last: {' '.join(str(error).split())[:300]}") from None
+            if call is None:  # a ping: is the actor back?
+                try:
+                    ray.get(ref)
+                except unavailable as error:  # restarting: not back yet, and no new failure
+                    if time.monotonic() - down[slot] > self.RESTART_WAIT:
+                        gone(slot, error)
+                    else:
+                        due[slot] = time.monotonic() + self.RECHECK
                     continue
+                except Exception as error:  # ActorDiedError: its restarts are used up
+                    gone(slot, error)
+                    continue
+                down.pop(slot)
+                free.append(slot)
+                continue
+            try:
+                frames, node = ray.get(ref)
+            except Exception as error:
+                # Down before anything else is handed out: it takes work again only once it answers.
+                down[slot] = time.monotonic()
                 self.failures.append(f"{call[0]}: {type(error).__name__}: {' '.join(str(error).split())[:300]}")
                 if attempts[call[0]] >= self.max_attempts:
                     raise VidstyleError(f"{call[0]} failed {attempts[call[0]]} times; last: "
                                         f"{' '.join(str(error).split())[:300]}") from None
                 retries += 1
                 queue.insert(0, (call, slot))
-                # The actor may be restarting after a crash: it takes work again once it answers.
-                pending[self.actors[slot].__ray_ready__.remote()] = (None, slot)
+                ping(slot)
                 continue
             free.append(slot)
-            if call:
-                self.nodes.add(node)
-                self.completed.append(call[0])
-                done(call[0], frames)
+            self.nodes.add(node)
+            self.completed.append(call[0])
+            done(call[0], frames)
         return retries
 
     def run(self, config: TranscodeConfig, jobs: list, done: Callable, partial: Callable | None = None) -> int:
