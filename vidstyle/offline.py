@@ -22,6 +22,7 @@ from vidstyle.pipeline.runner import Pipeline, RunStats, Stage
 from vidstyle.pipeline.stages import stylize_stages
 from vidstyle.pipeline.stylizer import StylizeSettings
 from vidstyle.processing import geometry, styles
+from vidstyle.processing.reuse import ReuseStats
 
 Progress = Callable[[int, "int | None"], None]
 
@@ -49,6 +50,7 @@ class TranscodeResult:
     stats: RunStats
     skipped: list[int] = field(default_factory=list)  # indexes of undecodable frames dropped
     notes: list[str] = field(default_factory=list)  # what the user should hear about (an early end...)
+    reuse: ReuseStats | None = None  # keyframes and fills, when work was reused across frames
 
     @property
     def fps(self) -> float:
@@ -80,6 +82,7 @@ def transcode(config: TranscodeConfig, progress: Progress | None = None,
     info = probe(config.input)
     style = styles.parse(config.style)
     smoother = config.smoother()
+    keyframes = config.keyframes()
     geom = geometry.plan(info.width, info.height, config.size)
     stages = 6 + smoother.needs_motion  # prepare, [motion], batch, engine, finish, temporal, encode
     queue_size = memory.plan_queue(geom, config.batch, stages, config.queue_size, info.frame_count)
@@ -108,7 +111,8 @@ def transcode(config: TranscodeConfig, progress: Progress | None = None,
         sink.close()  # flush the encoder, finish the audio, rename into place
         return ()
 
-    pipeline = Pipeline(source.frames, stylize_stages(stylizer, geom, config.batch, smoother, overlap=True)
+    pipeline = Pipeline(source.frames, stylize_stages(stylizer, geom, config.batch, smoother, overlap=True,
+                                                       keyframes=keyframes)
                         + [Stage("encode", encode, finalize)], queue_size=queue_size,
                         cancel_wait=config.cancel_wait)
     try:
@@ -122,7 +126,8 @@ def transcode(config: TranscodeConfig, progress: Progress | None = None,
         raise
     finally:
         source.close()
-    return TranscodeResult(Path(config.output), written, stats, list(source.skipped), list(source.notes))
+    return TranscodeResult(Path(config.output), written, stats, list(source.skipped), list(source.notes),
+                           keyframes.stats if keyframes else None)
 
 
 def _stopped(config: TranscodeConfig, sink: FileSink, total: int | None) -> Cancelled:

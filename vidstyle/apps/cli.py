@@ -40,6 +40,7 @@ def _add_engine_options(p: argparse.ArgumentParser, internal_scale: bool = True)
 
 
 def _add_temporal_options(p: argparse.ArgumentParser) -> None:
+    from vidstyle.processing.reuse import DEFAULT as REUSE_DEFAULT
     from vidstyle.processing.temporal import DEFAULT_MODE, DEFAULT_STRENGTH, MODES
 
     g = p.add_argument_group("temporal smoothing")
@@ -47,6 +48,19 @@ def _add_temporal_options(p: argparse.ArgumentParser) -> None:
                    help=f"flow: motion-compensated, no trails; ema: plain blend (trails); off (default {DEFAULT_MODE})")
     g.add_argument("--temporal-strength", type=float, default=DEFAULT_STRENGTH,
                    help=f"0..1: how much history to keep where it is trusted (default {DEFAULT_STRENGTH})")
+    g.add_argument("--reuse", type=_reuse, default=REUSE_DEFAULT, metavar="auto|off|N",
+                   help="reuse work across frames (with --temporal flow): auto runs the network on keyframes "
+                        "chosen from the content and carries them along the motion; off runs it on every "
+                        f"frame; N makes every Nth frame a keyframe (default {REUSE_DEFAULT})")
+
+
+def _reuse(text: str):
+    from vidstyle.processing.reuse import parse
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_cluster_options(p: argparse.ArgumentParser) -> None:
@@ -133,6 +147,7 @@ def create_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch", default="4", help="comma list, e.g. 1,2,4,8 (default 4)")
     b.add_argument("--size", default="640x360", help="comma list of WxH (default 640x360)")
     b.add_argument("--temporal", default="off", help="comma list of off,ema,flow (default off)")
+    b.add_argument("--reuse", default="off", help="comma list of auto,off,N; applies with --temporal flow (default off)")
     b.add_argument("--mode", default="offline", choices=("offline", "live"),
                    help="offline: a transcode per point; live: a paced synthetic camera at --rate, frames dropped "
                         "rather than queued")
@@ -317,6 +332,9 @@ def cmd_bench(args) -> int:
     batches = bench.parse_list(args.batch, bench.positive, "--batch")
     sizes = bench.parse_list(args.size, bench.wxh, "--size")
     temporals = bench.parse_list(args.temporal, str, "--temporal")
+    from vidstyle.processing.reuse import parse as parse_reuse
+
+    reuses = bench.parse_list(args.reuse, parse_reuse, "--reuse")
     precisions = bench.parse_list(args.precision, str, "--precision")
     models = bench.parse_list(args.model, str, "--model")
     for precision in precisions:
@@ -337,8 +355,9 @@ def cmd_bench(args) -> int:
         from vidstyle.io import probe
 
         probe(args.input)  # a bad file fails here, in one line, before any point runs
-    points = [bench.Point(e, b, s, t, args.mode, precision=p, model=m) for e in engines for p in precisions
-              for m in models for s in sizes for t in temporals for b in batches]
+    points = [bench.Point(e, b, s, t, args.mode, precision=p, model=m, reuse=r) for e in engines
+              for p in precisions for m in models for s in sizes for t in temporals
+              for r in (reuses if t == "flow" else reuses[:1]) for b in batches]
     peak = None
     if not args.no_peak:
         from vidstyle.measure.flops import matmul_peak

@@ -97,7 +97,7 @@ def run_live_command(config: LiveConfig) -> int:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: pipeline_ref and pipeline_ref[0].cancel())
         stats = run_live(source, stylizer, sizing, config.smoother(), present, max_age=config.max_age,
-                         on_pipeline=pipeline_ref.append)
+                         on_pipeline=pipeline_ref.append, keyframes=config.keyframes())
     finally:
         source.close()
         for out in outputs:

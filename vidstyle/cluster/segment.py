@@ -135,7 +135,7 @@ def transcode_segment(config: TranscodeConfig, segment: Segment, output,
     try:
         stylizer = stylizer or config.stylizer()
         pipeline = Pipeline(source.frames,
-                            stylize_stages(stylizer, geom, config.batch, smoother)
+                            stylize_stages(stylizer, geom, config.batch, smoother, keyframes=config.keyframes())
                             + [Stage("encode", encode, finalize)], queue_size=queue_size)
         if on_pipeline:
             on_pipeline(pipeline)

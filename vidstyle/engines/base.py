@@ -18,6 +18,7 @@ class Engine(Protocol):
     name: str
     model: str
     queues: bool  # submit() returns before the work is done (a device queue): keep a batch in flight
+    regions: bool  # has run_stats / run_frozen: crops that match the whole frame (region recompute)
 
     def run(self, batch: np.ndarray, style: np.ndarray) -> np.ndarray:
         """Stylize ``batch`` (N,H,W,3 uint8, H and W multiples of 4) with the conditioning
@@ -46,6 +47,7 @@ class RunsNow:
     """For engines that compute inside the call: ``submit`` is ``run``, finished on return."""
 
     queues = False
+    regions = False
 
     def submit(self, batch: np.ndarray, style: np.ndarray) -> list[Pending]:
         return [Done(self.run(batch, style))]

@@ -105,19 +105,28 @@ class ORTEngine(RunsNow):
         return session.run(None, {"image": images, "style": np.ascontiguousarray(style)})[0]
 
     def _in_lanes(self, batch: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Each frame on one core, ``lanes`` at a time: threads started per call (a few
-        microseconds against a frame's tens of milliseconds), so none outlives the run."""
         out = np.empty_like(batch)
+
+        def job(i: int) -> None:
+            out[i] = self._infer(self._narrow, batch[i:i + 1], rows[i])[0]
+
+        self._lanes(job, len(batch))
+        return out
+
+    def _lanes(self, job, count: int) -> None:
+        """``job(i)`` for i < count, one core each, ``lanes`` at a time: threads started per
+        call (a few microseconds against a frame's tens of milliseconds), so none outlives it."""
         errors: list[BaseException] = []
 
         def lane(k: int) -> None:
             try:
-                for i in range(k, len(batch), self.lanes):
-                    out[i] = self._infer(self._narrow, batch[i:i + 1], rows[i])[0]
+                for i in range(k, count, self.lanes):
+                    job(i)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 errors.append(exc)
 
-        helpers = [threading.Thread(target=lane, args=(k,), name=f"ort-lane-{k}") for k in range(1, self.lanes)]
+        helpers = [threading.Thread(target=lane, args=(k,), name=f"ort-lane-{k}")
+                   for k in range(1, min(self.lanes, count))]
         for t in helpers:
             t.start()
         lane(0)
@@ -125,7 +134,38 @@ class ORTEngine(RunsNow):
             t.join()
         if errors:
             raise errors[0]
-        return out
+
+    # -- region recompute: statistics measured on a keyframe, frozen for its crops ----------
+
+    @property
+    def regions(self) -> bool:
+        return self.precision == "fp32" and self.device == "cpu"
+
+    def _variant(self, norms: str):
+        sessions = self.__dict__.setdefault("_variants", {})
+        if norms not in sessions:
+            path = model_file(self.model, "fp32", norms)
+            sessions[norms] = (self._session(path, 0), self._session(path, 1) if self.lanes > 1 else None)
+        return sessions[norms]
+
+    def run_stats(self, frame: np.ndarray, style: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Stylize one frame (1, H, W, 3) and return, with it, every norm layer's mean and
+        variance per channel, in graph order: [mean0, var0, mean1, ...], each (C,)."""
+        wide, _ = self._variant("stats")
+        out, *stats = wide.run(None, {"image": np.ascontiguousarray(frame, np.uint8),
+                                      "style": np.ascontiguousarray(np.asarray(style, np.float32).reshape(-1))})
+        return out, [s[0] for s in stats]
+
+    def run_frozen(self, crops: list[np.ndarray], style: np.ndarray, stats: list[np.ndarray]) -> list[np.ndarray]:
+        """Stylize crops (h, w, 3; sides multiples of 4) with a keyframe's statistics; a
+        crop then matches the whole frame there, away from its margin."""
+        wide, _ = self._variant("frozen")
+        feeds = {name: s for name, s in zip((i.name for i in wide.get_inputs()[2:]), stats)}
+        feeds["style"] = np.ascontiguousarray(np.asarray(style, np.float32).reshape(-1))
+        # One after another on every core: crops differ in size, and side by side the
+        # largest would keep one core busy while the other idles.
+        return [wide.run(["stylized"], {**feeds, "image": np.ascontiguousarray(c[None], np.uint8)})[0][0]
+                for c in crops]
 
     def close(self) -> None:
         pass

@@ -303,6 +303,7 @@ class _Runner:
 class TRTEngine:
     name = "tensorrt"
     queues = True  # upload, inference and download run on device streams after submit() returns
+    regions = False
 
     def __init__(self, model: str, precision: str = "fp16", max_batch: int | None = None):
         if precision not in PRECISIONS:

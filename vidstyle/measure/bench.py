@@ -37,6 +37,12 @@ class Point:
     mode: str = "offline"
     precision: str = "auto"
     model: str = "auto"
+    reuse: str | int = "off"  # applies with flow smoothing only
+
+    @property
+    def smoothing(self) -> str:
+        """The temporal mode, with the reuse setting where one applies (flow, reuse on)."""
+        return f"{self.temporal}+reuse-{self.reuse}" if self.temporal == "flow" and self.reuse != "off" else self.temporal
 
     @property
     def runs(self) -> str:
@@ -45,7 +51,7 @@ class Point:
 
     @property
     def label(self) -> str:
-        return f"{self.mode} {self.runs} b{self.batch} {self.size[0]}x{self.size[1]} {self.temporal}"
+        return f"{self.mode} {self.runs} b{self.batch} {self.size[0]}x{self.size[1]} {self.smoothing}"
 
 
 @dataclass
@@ -215,7 +221,7 @@ def run_point(point: Point, clip: Path, style: str, warmup: int, workdir: Path,
     size = None if (info.width, info.height) == point.size else point.size
     config = TranscodeConfig(input=clip, output=workdir / "out.mp4", style=style, size=size, batch=point.batch,
                              engine=point.engine, precision=point.precision, model=point.model,
-                             temporal=point.temporal)
+                             temporal=point.temporal, reuse=point.reuse)
     if warmup:
         head = workdir / "warmup.mp4"
         _cut(clip, head, warmup)
@@ -298,7 +304,7 @@ def rows(results: list[Result]) -> tuple[list[str], list[list[str]]]:
         shares = " ".join(f"{n}:{s['share']:.0%}" for n, s in r.stages.items() if s["share"] >= 0.01)
         queues = " ".join(f"{n}:{q['mean']:.1f}" for n, q in r.queues.items() if q["mean"] >= 0.05)
         dropped = f"{r.dropped / (r.frames + r.dropped):.0%}" if p.mode == "live" and r.frames + r.dropped else "-"
-        body.append([p.mode, p.runs, str(p.batch), f"{p.size[0]}x{p.size[1]}", p.temporal, f"{r.fps:.2f}", dropped,
+        body.append([p.mode, p.runs, str(p.batch), f"{p.size[0]}x{p.size[1]}", p.smoothing, f"{r.fps:.2f}", dropped,
                      *(f"{r.latency_ms[k]:.0f}" for k in ("p50", "p95", "p99")),
                      f"{r.stages.get('engine', {}).get('ms_per_frame', 0):.0f}", shares, queues,
                      f"{r.cpu_cores_busy:.2f}", "-" if r.efficiency is None else f"{r.efficiency:.1%}"])

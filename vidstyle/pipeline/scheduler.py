@@ -131,13 +131,14 @@ class LiveScheduler:
 
 def run_live(source: Source, stylizer, sizing, smoother, present: Callable[[Frame], None], *,
              max_age: float = 0.25, in_flight: int = 1, smooth_at: str = "processing",
-             on_pipeline: Callable[[Pipeline], None] | None = None) -> LiveStats:
+             on_pipeline: Callable[[Pipeline], None] | None = None, keyframes=None) -> LiveStats:
     """One live run: the shared stages (:func:`stylize_stages`) under a :class:`LiveScheduler`.
 
     ``sizing`` is a :mod:`vidstyle.pipeline.sizing` ladder or one Geometry; ``smooth_at``
-    as in :func:`stylize_stages` (live video smooths at the processing size)."""
+    as in :func:`stylize_stages` (live video smooths at the processing size); ``keyframes``
+    reuses work across frames (:mod:`vidstyle.processing.reuse`), keyframes running in line."""
     sizing = Fixed(sizing) if isinstance(sizing, Geometry) else sizing
     scheduler = LiveScheduler(source, max_age=max_age, in_flight=in_flight, sizing=sizing)
     stages = stylize_stages(stylizer, sizing, in_flight, smoother, smooth_at=smooth_at,
-                            due=scheduler.due, gate=scheduler.gate)
+                            due=scheduler.due, gate=scheduler.gate, keyframes=keyframes)
     return scheduler.run(stages, present, on_pipeline)

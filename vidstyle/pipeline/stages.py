@@ -8,13 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import cv2
 import numpy as np
 
 from vidstyle.frame import Frame
 from vidstyle.pipeline.runner import Stage
 from vidstyle.pipeline.sizing import Adaptive, Fixed
 from vidstyle.pipeline.stylizer import Stylizer
-from vidstyle.processing import geometry
+from vidstyle.processing import geometry, reuse
 from vidstyle.processing import temporal as temporal_mod
 
 
@@ -28,6 +29,8 @@ class _Work:
     net: np.ndarray  # ... padded for the network
     out: np.ndarray | None = None
     motion: temporal_mod.Motion | None = None
+    plan: reuse.Plan | None = None  # with reuse: what the network does for this frame
+    fill: reuse.Fill | None = None  # ... and its fresh pixels, where the network ran on part of it
 
     @property
     def index(self) -> int:
@@ -64,7 +67,8 @@ def batcher(size: int, due: Callable[[list], bool] | None = None) -> tuple[Calla
 def stylize_stages(stylizer: Stylizer, geom: geometry.Geometry | Fixed | Adaptive, batch: int,
                    temporal: temporal_mod.Temporal | None = None, smooth_at: str = "output",
                    overlap: bool = False, due: Callable[[list], bool] | None = None,
-                   gate: Callable[[list], list] | None = None) -> list[Stage]:
+                   gate: Callable[[list], list] | None = None,
+                   keyframes: reuse.KeyframePolicy | None = None) -> list[Stage]:
     """prepare -> [motion] -> batch -> engine -> finish -> temporal, shared by every frame source.
 
     ``geom`` is one processing size, or an :class:`vidstyle.pipeline.sizing.Adaptive`
@@ -81,12 +85,19 @@ def stylize_stages(stylizer: Stylizer, geom: geometry.Geometry | Fixed | Adaptiv
     ``due(pending)`` releases a batch before it is full (live video's deadline);
     ``gate(batch)`` runs just before inference and returns the frames still worth
     running (live video drops the stale ones there).
+
+    ``keyframes`` reuses work across frames (:mod:`vidstyle.processing.reuse`): the
+    policy decides on the motion thread which frames the network runs on, and the
+    temporal stage carries the output along the flow instead of blending. It needs the
+    flow, so it applies with flow smoothing only.
     """
     if smooth_at not in ("output", "processing"):
         raise ValueError(f"smooth_at must be 'output' or 'processing', not {smooth_at!r}")
     temporal = temporal or temporal_mod.Temporal()
     sizing = Fixed(geom) if isinstance(geom, geometry.Geometry) else geom
     small = smooth_at == "processing"
+    keyframes = keyframes if temporal.needs_motion else None
+    propagator = reuse.Propagator(temporal) if keyframes else None
 
     def prepare(frame: Frame):
         g = sizing.current
@@ -94,7 +105,10 @@ def stylize_stages(stylizer: Stylizer, geom: geometry.Geometry | Fixed | Adaptiv
         yield _Work(frame, g, shrunk, geometry.pad(shrunk, g))
 
     def motion(work: _Work):
-        work.motion = temporal.observe(work.index, work.small if small else work.frame.image)
+        seen = work.small if small else work.frame.image
+        work.motion = temporal.observe(work.index, seen)
+        if keyframes:
+            work.plan, work.motion = keyframes.decide(work.index, work.motion, seen)
         yield work
 
     # One batch in flight on an engine that queues work (tensorrt): batch k+1 is submitted
@@ -108,6 +122,44 @@ def stylize_stages(stylizer: Stylizer, geom: geometry.Geometry | Fixed | Adaptiv
             w.out = o
         return works
 
+    measured: list = []  # norm statistics of the latest keyframe, for region recompute
+
+    def infer_planned(works: list[_Work]):
+        """With reuse: keyframes at full size (measuring their statistics where the engine
+        can recompute regions), fresh pixels where the flow is not trusted, nothing else."""
+        stats = keyframes.stats
+        for w in works:
+            stats.frame_pixels += w.net.shape[0] * w.net.shape[1]
+            if w.plan.key and stylizer.regions:
+                w.out, measured[:] = stylizer.keyframe(w.net)
+            elif w.plan.key:
+                w.out = stylizer.run(w.net[None])[0]
+            elif w.plan.fill:
+                w.fill, pixels = recompute(w)
+                stats.network_pixels += pixels
+            if w.plan.key:
+                stats.network_pixels += w.net.shape[0] * w.net.shape[1]
+        yield works
+
+    def recompute(w: _Work) -> tuple[reuse.Fill, int]:
+        """Fresh pixels where the flow is not trusted: crops around those regions with the
+        keyframe's statistics, or a cheap whole-frame stylization where the engine cannot
+        do that or the crops would cover most of the frame."""
+        g = w.geom
+        mask = np.zeros(w.net.shape[:2], np.float32)
+        mask[: g.proc_h, : g.proc_w] = cv2.resize(w.plan.regions, (g.proc_w, g.proc_h),
+                                                  interpolation=cv2.INTER_NEAREST)
+        found = reuse.boxes(w.plan.regions, g.proc_w, g.proc_h, limit=(g.net_w, g.net_h)) if measured else []
+        area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in found)
+        if not found or area > reuse.REGION_SHARE * g.net_w * g.net_h:
+            return (reuse.Fill(stylizer.run(w.net[None], scale=reuse.FILL_SCALE)[0], mask),
+                    round(g.net_w * g.net_h * reuse.FILL_SCALE ** 2))
+        image = np.zeros_like(w.net)
+        for (x0, y0, x1, y1), patch in zip(found, stylizer.crops([w.net[y0:y1, x0:x1] for x0, y0, x1, y1 in found],
+                                                                  measured)):
+            image[y0:y1, x0:x1] = patch
+        return reuse.Fill(image, mask), area
+
     def infer(works: list[_Work]):
         in_flight.append((works, stylizer.submit(np.stack([w.net for w in works]), size=batch)))
         if len(in_flight) > 1 or not (overlap and stylizer.engine.queues):
@@ -117,16 +169,26 @@ def stylize_stages(stylizer: Stylizer, geom: geometry.Geometry | Fixed | Adaptiv
         while in_flight:
             yield collect()
 
+    def resize(picture: np.ndarray, geom: geometry.Geometry) -> np.ndarray:
+        """Network size -> the size smoothing runs at."""
+        picture = geometry.crop(picture, geom)
+        return picture if small else geometry.grow(picture, geom)
+
     def finish(works: list[_Work]):
         for w in works:
-            w.out = geometry.crop(w.out, w.geom)
-            if not small:
-                w.out = geometry.grow(w.out, w.geom)
+            if w.out is not None:
+                w.out = resize(w.out, w.geom)
+            if w.fill is not None:
+                w.fill = reuse.Fill(resize(w.fill.image, w.geom),
+                                    None if w.fill.mask is None else resize(w.fill.mask, w.geom))
             yield w
 
     def smooth(work: _Work):
         f = work.frame
-        out = temporal.blend(f.index, work.out, work.motion)
+        if propagator:
+            out = propagator.step(f.index, work.motion, key=work.out, fill=work.fill)
+        else:
+            out = temporal.blend(f.index, work.out, work.motion)
         if small:
             # A plain resize: guided upsampling came closer by little and cost ~4 fps on
             # 2 cores here (docs/cpu-speed.md, benchmarks/internal_scale.py).
@@ -143,4 +205,5 @@ def stylize_stages(stylizer: Stylizer, geom: geometry.Geometry | Fixed | Adaptiv
     stages.append(Stage("batch", *batcher(batch, due)))
     if gate is not None:
         stages.append(Stage("fresh", check))
-    return stages + [Stage("engine", infer, infer_flush), Stage("finish", finish), Stage("temporal", smooth)]
+    engine = Stage("engine", infer_planned) if keyframes else Stage("engine", infer, infer_flush)
+    return stages + [engine, Stage("finish", finish), Stage("temporal", smooth)]

@@ -13,7 +13,7 @@ from vidstyle.engines import Engine
 from vidstyle.engines import create as create_engine
 from vidstyle.errors import StyleError, VidstyleError
 from vidstyle.models import STYLE_IMAGE_SIZE
-from vidstyle.processing import geometry, guided, pixels, styles
+from vidstyle.processing import geometry, guided, pixels, reuse, styles
 from vidstyle.processing import temporal as temporal_mod
 from vidstyle.processing.styles import Style, read_picture
 
@@ -87,13 +87,28 @@ class Stylizer:
                 self._vector = self._picture_vector
         return self._vector
 
-    def run(self, batch: np.ndarray, size: int | None = None) -> np.ndarray:
+    def run(self, batch: np.ndarray, size: int | None = None, scale: float = 1.0) -> np.ndarray:
         """Stylize a batch of prepared frames. ``size`` pads a short final batch up to the
-        stream's batch size, so each stream compiles exactly one shape."""
+        stream's batch size, so each stream compiles exactly one shape; ``scale`` runs the
+        network smaller still than ``internal_scale`` (a cheap fill)."""
         n = len(batch)
         if size and n < size:
             batch = np.concatenate([batch, np.repeat(batch[-1:], size - n, axis=0)])
-        return run_scaled(self.engine, batch, self.vector(batch[0]), self.internal_scale)[:n]
+        return run_scaled(self.engine, batch, self.vector(batch[0]), self.internal_scale * scale)[:n]
+
+    @property
+    def regions(self) -> bool:
+        """Whether crops can be recomputed with a keyframe's statistics (region recompute)."""
+        return self.engine.regions and self.internal_scale == 1.0
+
+    def keyframe(self, frame: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Stylize one prepared frame (H, W, 3) and measure its norm statistics."""
+        out, stats = self.engine.run_stats(frame[None], self.vector(frame))
+        return out[0], stats
+
+    def crops(self, crops: list[np.ndarray], stats: list[np.ndarray]) -> list[np.ndarray]:
+        """Stylize parts of a frame as the keyframe that measured ``stats`` would have."""
+        return self.engine.run_frozen(crops, self.vector(crops[0]), stats)
 
     def submit(self, batch: np.ndarray, size: int | None = None) -> Callable[[], np.ndarray]:
         """Start stylizing a batch; the returned function waits for and returns what
@@ -149,6 +164,7 @@ class StylizeSettings:
     internal_scale: float = 1.0  # the network runs at this x the processing size (guided upsampling back)
     temporal: str = temporal_mod.DEFAULT_MODE  # off | ema | flow
     temporal_strength: float = temporal_mod.DEFAULT_STRENGTH
+    reuse: str | int = reuse.DEFAULT  # auto | off | N: keyframes from the content, none, or every N frames
 
     def stylizer(self, style: Style | None = None) -> Stylizer:
         """A Stylizer for ``style`` (default: this ``style``, parsed) with these settings' engine."""
@@ -158,3 +174,11 @@ class StylizeSettings:
 
     def smoother(self) -> temporal_mod.Temporal:
         return temporal_mod.create(self.temporal, self.temporal_strength)
+
+    def keyframes(self) -> reuse.KeyframePolicy | None:
+        """The keyframe policy of ``reuse`` (None: every frame through the network). Reuse
+        carries the output along the flow, so it applies with flow smoothing only."""
+        mode = reuse.parse(self.reuse)
+        if mode == "off" or self.temporal != "flow":
+            return None
+        return reuse.KeyframePolicy(every=mode if isinstance(mode, int) else None)

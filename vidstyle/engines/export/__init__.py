@@ -14,19 +14,25 @@ def onnxruntime():
     return onnxruntime
 
 
-def model_file(model: str, precision: str):
-    """The cached ONNX file of ``model`` at ``precision``, exported (and quantised) if missing."""
+def model_file(model: str, precision: str, norms: str = "plain"):
+    """The cached ONNX file of ``model`` at ``precision``, exported (and quantised) if missing.
+    ``norms`` "stats" or "frozen": the float32 variants region recompute runs (onnx_export)."""
     import onnx
 
     ort = onnxruntime()
     versions = {"onnx": onnx.__version__}
 
-    def export_float() -> bytes:
+    def export_float(variant: str = "plain") -> bytes:
         from vidstyle.models import pretrained
         from vidstyle.engines.export.onnx_export import export
 
-        return export(pretrained(model), model).SerializeToString()
+        return export(pretrained(model), model, norms=variant).SerializeToString()
 
+    if norms != "plain":
+        if precision != "fp32":
+            raise ValueError("frozen or measured norm statistics come in float32 only")
+        return model_cache.cached(model_cache.key(model, "fp32", norms=norms, **versions), ".onnx",
+                                  lambda: export_float(norms))
     float_path = model_cache.cached(model_cache.key(model, "fp32", **versions), ".onnx", export_float)
     if precision == "fp32":
         return float_path

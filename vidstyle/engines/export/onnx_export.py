@@ -11,6 +11,11 @@ never a silently different network. Conditional instance norm becomes one
 ``InstanceNormalization`` whose scale and bias are the style's mix of the per-style
 tables (a (1, D) x (D, C) product inside the graph): one fused kernel instead of the
 mean / variance / normalise chain of elementwise ops.
+
+Two variants serve region recompute (``norms``): ``"stats"`` also returns each norm
+layer's per-channel mean and variance (outputs ``norm{i}.mean`` / ``norm{i}.var``,
+(N, C)); ``"frozen"`` takes them as inputs ((C,) each) instead of measuring its input,
+so the network becomes local and a crop comes out as the whole frame did there.
 """
 from __future__ import annotations
 
@@ -21,12 +26,19 @@ from vidstyle.errors import EngineError
 OPSET = 17
 
 
+NORMS = ("plain", "stats", "frozen")
+
+
 class _Graph:
-    def __init__(self):
+    def __init__(self, norms: str = "plain"):
         from onnx import helper
 
         self.helper = helper
+        self.norms = norms
         self.nodes, self.inits, self._n = [], [], 0
+        self.norm_count = 0
+        self.outputs: list[tuple[str, str]] = []  # (graph name, internal name) of extra outputs
+        self.inputs: list[tuple[str, int]] = []  # (graph name, channels) of extra inputs
 
     def name(self, hint: str) -> str:
         self._n += 1
@@ -61,6 +73,27 @@ def _norm_params(g: _Graph, layer, style: str) -> tuple[str, str]:
     return g.op("Reshape", [gamma, flat], "scale"), g.op("Reshape", [beta, flat], "bias")
 
 
+def _norm(g: _Graph, x: str, scale: str, bias: str, eps: float, channels: int) -> str:
+    """Instance norm of ``x`` (N, C, H, W); with frozen statistics, the given ones."""
+    i = g.norm_count
+    g.norm_count += 1
+    if g.norms == "frozen":
+        mean, var = f"norm{i}.mean", f"norm{i}.var"
+        g.inputs += [(mean, channels), (var, channels)]
+        column = g.const(np.array([1, -1, 1, 1], np.int64), "column")
+        gain = g.op("Div", [scale, g.op("Sqrt", [g.op("Add", [var, g.const(np.float32(eps), "eps")], "v")], "sd")],
+                    "gain")
+        centred = g.op("Sub", [x, g.op("Reshape", [mean, column], "m")], "centred")
+        return g.op("Add", [g.op("Mul", [centred, g.op("Reshape", [gain, column], "k")], "scaled"),
+                            g.op("Reshape", [bias, column], "b")], "norm")
+    if g.norms == "stats":
+        mean = g.op("ReduceMean", [x], "mean", axes=[2, 3], keepdims=0)
+        centred = g.op("Sub", [x, g.op("ReduceMean", [x], "mean4", axes=[2, 3], keepdims=1)], "centred")
+        var = g.op("ReduceMean", [g.op("Mul", [centred, centred], "sq")], "var", axes=[2, 3], keepdims=0)
+        g.outputs += [(f"norm{i}.mean", mean), (f"norm{i}.var", var)]
+    return g.op("InstanceNormalization", [x, scale, bias], "norm", epsilon=eps)
+
+
 def _activation(g: _Graph, kind: str, x: str, layer) -> str:
     if kind == "relu":
         return g.op("Relu", [x], "relu")
@@ -91,7 +124,8 @@ def _convert(g: _Graph, layer, inputs: list[str], style: str) -> str:
         return _activation(g, layer.activation.__name__, y, layer)
     if isinstance(layer, (ConditionalInstanceNorm, StyleNorm)):
         scale, bias = _norm_params(g, layer, style)
-        return g.op("InstanceNormalization", [inputs[0], scale, bias], "norm", epsilon=float(layer.eps))
+        channels = (layer.gamma if isinstance(layer, ConditionalInstanceNorm) else layer.gamma_bias).shape[-1]
+        return _norm(g, inputs[0], scale, bias, float(layer.eps), int(channels))
     if isinstance(layer, L.ReLU):
         if layer.max_value is None and not layer.negative_slope and not layer.threshold:
             return g.op("Relu", [inputs[0]], "relu")
@@ -112,9 +146,11 @@ def _convert(g: _Graph, layer, inputs: list[str], style: str) -> str:
     raise EngineError(f"cannot export layer {layer.name} ({type(layer).__name__}) to ONNX")
 
 
-def export(keras_model, name: str | None = None):
+def export(keras_model, name: str | None = None, norms: str = "plain"):
     """An ``onnx.ModelProto`` computing ``keras_model`` (image in [0, 1], style) -> [0, 1]
     on uint8 NHWC frames, as described at the top of this module."""
+    if norms not in NORMS:
+        raise ValueError(f"norms must be one of {NORMS}, not {norms!r}")
     try:
         import onnx
         from onnx import TensorProto, helper
@@ -124,7 +160,7 @@ def export(keras_model, name: str | None = None):
 
     image_in, style_in = keras_model.inputs
     dim = int(style_in.shape[-1])
-    g = _Graph()
+    g = _Graph(norms)
     x = g.op("Cast", ["image"], "float", to=TensorProto.FLOAT)
     x = g.op("Mul", [x, g.const(np.float32(1 / 255), "inv255")], "unit")
     x = g.op("Transpose", [x], "nchw", perm=[0, 3, 1, 2])
@@ -143,11 +179,15 @@ def export(keras_model, name: str | None = None):
                                    g.const(np.float32(0.5), "half")], "biased")], "rounded")
     y = g.op("Clip", [y, g.const(np.float32(0), "lo"), g.const(np.float32(255), "hi")], "clipped")
     g.nodes.append(helper.make_node("Cast", [y], ["stylized"], name="to_uint8", to=TensorProto.UINT8))
+    for public, internal in g.outputs:
+        g.nodes.append(helper.make_node("Identity", [internal], [public], name=public))
     graph = helper.make_graph(
         g.nodes, name or keras_model.name,
         [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", "H", "W", 3]),
-         helper.make_tensor_value_info("style", TensorProto.FLOAT, [dim])],
-        [helper.make_tensor_value_info("stylized", TensorProto.UINT8, ["N", "H", "W", 3])],
+         helper.make_tensor_value_info("style", TensorProto.FLOAT, [dim])]
+        + [helper.make_tensor_value_info(n, TensorProto.FLOAT, [c]) for n, c in g.inputs],
+        [helper.make_tensor_value_info("stylized", TensorProto.UINT8, ["N", "H", "W", 3])]
+        + [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", None]) for n, _ in g.outputs],
         initializer=g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="vidstyle")
     model.ir_version = min(model.ir_version, 9)  # runtimes a year old still load it
