@@ -23,10 +23,10 @@ DEFAULT = "off"  # until auto meets its speed and quality bounds on this CPU (do
 
 UNTRUSTED = 0.5  # trust below this: the flow does not explain the pixel
 MISMATCH = 20  # levels (of 255) between the carried keyframe input and the present one: refresh
-TRAVEL = 1.0  # how far the flow may bend a carried picture (summed strain) before it is refreshed
+TRAVEL = 2.0  # how far the flow may bend a carried picture (summed strain) before it is refreshed
 FILL_SHARE = 0.003  # a fill runs when untrusted regions (noise removed) cover more than this share
-KEY_SHARE = 0.12  # ... and a keyframe when they cover more than this
-DEBT_LIMIT = 0.35  # a keyframe when the untrusted shares since the last one add up to this
+KEY_SHARE = 0.3  # ... and a keyframe when they cover more than this
+DEBT_LIMIT = 1.5  # a keyframe when the refreshed shares since the last one add up to this
 MAX_GAP = 30  # frames between keyframes at most, whatever the motion says
 FILL_SCALE = 0.5  # a cheap fill runs the network at this x the processing size (guided upsampling back)
 MARGIN = 48  # context around a recomputed region: its crop matches the whole frame to within a level
