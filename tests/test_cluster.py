@@ -1,4 +1,4 @@
-"""Scale-out (issue 9): keyframe-aligned segments, a join without re-encoding, resume, retry, Ray.
+"""Scale-out: keyframe-aligned segments, a join without re-encoding, resume, retry, Ray.
 
 Videos are made here with a short GOP (a keyframe every 5 frames) and a tone, so a
 40-frame clip has several segments. Ray tests share one local runtime (2 CPUs),

@@ -1,4 +1,4 @@
-"""Scale-out (issue 9) as processes: a stopped job keeps its segments and resumes, nothing is
+"""Scale-out as processes: a stopped job keeps its segments and resumes, nothing is
 left running, and the same command runs on a two-node Ray cluster (both nodes on this machine).
 
 Each test drives `vidstyle` as a subprocess, as a user would, with its own Ray runtime: the

@@ -40,7 +40,7 @@ def output_dir(path: Path) -> Path:
 
 class Session:
     """The executor of one command: inline without ``cluster``, else Ray actors on a runtime
-    this session joins or starts (and then shuts down). ``cancel()`` is safe from a signal
+    the command joins or starts (and then shuts down). ``cancel()`` is safe from a signal
     handler: the running work raises Cancelled, the actors are stopped, Ray is shut down."""
 
     def __init__(self, cluster: str | None, workers: int | None = None, cpus_per_worker: int = 1):
