@@ -199,11 +199,18 @@ def stylize_stages(stylizer: Stylizer, geom: geometry.Geometry | Fixed | Adaptiv
         kept = gate(works)
         return (kept,) if kept else ()
 
+    def check_one(work: _Work):
+        return (work,) if gate([work]) else ()
+
     stages = [Stage("prepare", prepare)]
+    if gate is not None and keyframes:
+        # Before the keyframe policy sees the frame: a frame dropped after it was planned
+        # would leave the frames carried from it without their source.
+        stages.append(Stage("fresh", check_one))
     if temporal.needs_motion:
         stages.append(Stage("motion", motion))
     stages.append(Stage("batch", *batcher(batch, due)))
-    if gate is not None:
+    if gate is not None and not keyframes:
         stages.append(Stage("fresh", check))
     engine = Stage("engine", infer_planned) if keyframes else Stage("engine", infer, infer_flush)
     return stages + [engine, Stage("finish", finish), Stage("temporal", smooth)]
