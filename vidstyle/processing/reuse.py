@@ -1,12 +1,12 @@
-"""Reusing work across frames: stylize keyframes, carry the output along the motion, fill the rest.
+"""Reusing work across frames: stylize keyframes, carry them along the motion, refresh the rest.
 
 :class:`KeyframePolicy` runs on the motion thread, in frame order, and decides for
 each frame from its :class:`~vidstyle.processing.temporal.Motion` whether the network
-runs on it at full size (a keyframe), at a small size for the parts the motion
-cannot explain (a fill), or not at all. :class:`Propagator` runs on the temporal
-thread, in frame order: it carries the previous output along the input's flow,
-puts the fill where the flow is not trusted, and blends a keyframe in over a few
-frames so that its arrival does not pop.
+runs on the whole frame (a keyframe), on crops around the regions the carried picture
+no longer fits (a fill), or not at all. :class:`Propagator` runs on the temporal
+thread, in frame order: it carries the keyframe's stylization along the flow, puts
+the fresh pixels in, and hands the result to the flow smoother in place of a fresh
+stylization. How it was chosen and what it measured: docs/reuse.md.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ DEFAULT = "off"  # until auto meets its speed and quality bounds on this CPU (do
 UNTRUSTED = 0.5  # trust below this: the flow does not explain the pixel
 MISMATCH = 20  # levels (of 255) between the carried keyframe input and the present one: refresh
 TRAVEL = 2.0  # how far the flow may bend a carried picture (summed strain) before it is refreshed
-FILL_SHARE = 0.003  # a fill runs when untrusted regions (noise removed) cover more than this share
+FILL_SHARE = 0.003  # a fill runs when the regions to refresh (noise removed) cover more than this share
 KEY_SHARE = 0.3  # ... and a keyframe when they cover more than this
 DEBT_LIMIT = 1.5  # a keyframe when the refreshed shares since the last one add up to this
 MAX_GAP = 30  # frames between keyframes at most, whatever the motion says
