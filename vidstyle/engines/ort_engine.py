@@ -67,6 +67,7 @@ class ORTEngine(RunsNow):
         self.lanes = usable_cores() if threads == 0 and device == "cpu" else 1
         self._wide = self._session(path, threads, self._providers)
         self._narrow = self._session(path, 1) if self.lanes > 1 else self._wide
+        self._variants: dict[str, object] = {}  # region recompute's graphs, loaded on first use
         if device == "cuda" and "CUDAExecutionProvider" not in self._wide.get_providers():
             # onnxruntime falls back to the CPU silently when the CUDA libraries fail to load.
             raise EngineError("onnxruntime could not start its CUDA provider (CUDA 12 / cuDNN 9 libraries "
@@ -142,24 +143,22 @@ class ORTEngine(RunsNow):
         return self.precision == "fp32" and self.device == "cpu"
 
     def _variant(self, norms: str):
-        sessions = self.__dict__.setdefault("_variants", {})
-        if norms not in sessions:
-            path = model_file(self.model, "fp32", norms)
-            sessions[norms] = (self._session(path, 0), self._session(path, 1) if self.lanes > 1 else None)
-        return sessions[norms]
+        """The session of the "stats" or "frozen" graph, on every core (one frame at a time)."""
+        if norms not in self._variants:
+            self._variants[norms] = self._session(model_file(self.model, "fp32", norms), 0)
+        return self._variants[norms]
 
     def run_stats(self, frame: np.ndarray, style: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Stylize one frame (1, H, W, 3) and return, with it, every norm layer's mean and
         variance per channel, in graph order: [mean0, var0, mean1, ...], each (C,)."""
-        wide, _ = self._variant("stats")
-        out, *stats = wide.run(None, {"image": np.ascontiguousarray(frame, np.uint8),
+        out, *stats = self._variant("stats").run(None, {"image": np.ascontiguousarray(frame, np.uint8),
                                       "style": np.ascontiguousarray(np.asarray(style, np.float32).reshape(-1))})
         return out, [s[0] for s in stats]
 
     def run_frozen(self, crops: list[np.ndarray], style: np.ndarray, stats: list[np.ndarray]) -> list[np.ndarray]:
         """Stylize crops (h, w, 3; sides multiples of 4) with a keyframe's statistics; a
         crop then matches the whole frame there, away from its margin."""
-        wide, _ = self._variant("frozen")
+        wide = self._variant("frozen")
         feeds = {name: s for name, s in zip((i.name for i in wide.get_inputs()[2:]), stats)}
         feeds["style"] = np.ascontiguousarray(np.asarray(style, np.float32).reshape(-1))
         # One after another on every core: crops differ in size, and side by side the
