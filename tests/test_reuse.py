@@ -258,3 +258,22 @@ def test_frames_dropped_live_before_the_network_never_break_the_carried_picture(
     Pipeline(lambda: iter(frames), stages + [Stage("collect", lambda f: got.append(f.index) or ())]).run()
     assert got == [0, 1, 2, 5, 6, 8, 9]
     assert policy.stats.frames == 7 and policy.stats.keyframes == 1
+
+
+def test_vidstyle_live_with_reuse_reports_its_keyframes(tmp_path, capsys, threads):
+    import json
+
+    from media import make_video
+    from vidstyle.apps.cli import main
+
+    clip = make_video(tmp_path / "cam.mp4", frames=20, size=(96, 64), audio=False)
+    out = tmp_path / "stats.json"
+    assert main(["live", "--camera", str(clip), "--reuse", "auto", "--stats-json", str(out)]) == 0
+    stats = json.loads(out.read_text())
+    assert stats["delivered"] + stats["dropped_source"] + stats["dropped_stale"] == 20
+    assert stats["keyframe_size"] == stats["processing"] and stats["keyframe_fps"] > 0
+    assert 0 < stats["recomputed"] <= 1
+    assert "keyframes at" in capsys.readouterr().out
+    assert main(["live", "--camera", str(clip), "--stats-json", str(out)]) == 0
+    assert "keyframe_fps" not in json.loads(out.read_text())  # without reuse, nothing about keyframes
+    threads.assert_back_to_start()

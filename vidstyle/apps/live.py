@@ -96,21 +96,29 @@ def run_live_command(config: LiveConfig) -> int:
               + ("" if config.size else " (adapts to keep up; --size fixes it)"), flush=True)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: pipeline_ref and pipeline_ref[0].cancel())
+        keyframes = config.keyframes()
         stats = run_live(source, stylizer, sizing, config.smoother(), present, max_age=config.max_age,
-                         on_pipeline=pipeline_ref.append, keyframes=config.keyframes())
+                         on_pipeline=pipeline_ref.append, keyframes=keyframes)
     finally:
         source.close()
         for out in outputs:
             out.close()
     lat = latency_summary(stats.latencies)
+    # With reuse, keyframes run in line at the processing size.
+    reused = keyframes.stats if keyframes else None
+    reuse_figures = {} if reused is None else {
+        "keyframe_size": processing(), "keyframe_fps": reused.keyframes / stats.wall if stats.wall else 0.0,
+        "recomputed": reused.recomputed}
     print(f"{stats.delivered} frames, {stats.fps:.1f} fps, {stats.drop_rate:.0%} dropped, latency "
-          f"p50 {lat['p50']:.0f} / p95 {lat['p95']:.0f} / p99 {lat['p99']:.0f} ms; processing at {processing()}")
+          f"p50 {lat['p50']:.0f} / p95 {lat['p95']:.0f} / p99 {lat['p99']:.0f} ms; processing at {processing()}"
+          + (f"; keyframes at {reuse_figures['keyframe_fps']:.1f} fps, {reuse_figures['recomputed']:.0%} of "
+             "the pixels recomputed per frame" if reused else ""))
     if config.stats_json:
         config.stats_json.write_text(json.dumps(
             {"delivered": stats.delivered, "fps": stats.fps, "drop_rate": stats.drop_rate,
              "dropped_source": stats.dropped_source, "dropped_stale": stats.dropped_stale,
              "latency_ms": lat, "stopped": stats.stopped, "processing": processing(),
-             "size_changes": getattr(sizing, "changes", [])}, indent=1))
+             "size_changes": getattr(sizing, "changes", []), **reuse_figures}, indent=1))
     if source.gone:
         raise VidstyleError(source.gone)
     return 0
