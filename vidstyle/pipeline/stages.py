@@ -87,9 +87,10 @@ def stylize_stages(stylizer: Stylizer, geom: geometry.Geometry | Fixed | Adaptiv
     running (live video drops the stale ones there).
 
     ``keyframes`` reuses work across frames (:mod:`vidstyle.processing.reuse`): the
-    policy decides on the motion thread which frames the network runs on, and the
-    temporal stage carries the output along the flow instead of blending. It needs the
-    flow, so it applies with flow smoothing only.
+    policy decides on the motion thread what the network runs on (whole keyframes, crops
+    around regions, or nothing), and the temporal stage gives the smoother the keyframe's
+    stylization carried along the flow instead of a fresh one. It needs the flow, so it
+    applies with flow smoothing only.
     """
     if smooth_at not in ("output", "processing"):
         raise ValueError(f"smooth_at must be 'output' or 'processing', not {smooth_at!r}")
@@ -108,7 +109,7 @@ def stylize_stages(stylizer: Stylizer, geom: geometry.Geometry | Fixed | Adaptiv
         seen = work.small if small else work.frame.image
         work.motion = temporal.observe(work.index, seen)
         if keyframes:
-            work.plan, work.motion = keyframes.decide(work.index, work.motion, seen)
+            work.plan = keyframes.decide(work.index, work.motion, seen)
         yield work
 
     # One batch in flight on an engine that queues work (tensorrt): batch k+1 is submitted
@@ -129,16 +130,17 @@ def stylize_stages(stylizer: Stylizer, geom: geometry.Geometry | Fixed | Adaptiv
         can recompute regions), fresh pixels where the flow is not trusted, nothing else."""
         stats = keyframes.stats
         for w in works:
-            stats.frame_pixels += w.net.shape[0] * w.net.shape[1]
-            if w.plan.key and stylizer.regions:
-                w.out, measured[:] = stylizer.keyframe(w.net)
-            elif w.plan.key:
-                w.out = stylizer.run(w.net[None])[0]
+            whole = w.net.shape[0] * w.net.shape[1]
+            stats.frame_pixels += whole
+            if w.plan.key:
+                if stylizer.regions:
+                    w.out, measured[:] = stylizer.keyframe(w.net)
+                else:
+                    w.out = stylizer.run(w.net[None])[0]
+                stats.network_pixels += whole
             elif w.plan.fill:
                 w.fill, pixels = recompute(w)
                 stats.network_pixels += pixels
-            if w.plan.key:
-                stats.network_pixels += w.net.shape[0] * w.net.shape[1]
         yield works
 
     def recompute(w: _Work) -> tuple[reuse.Fill, int]:
@@ -179,8 +181,7 @@ def stylize_stages(stylizer: Stylizer, geom: geometry.Geometry | Fixed | Adaptiv
             if w.out is not None:
                 w.out = resize(w.out, w.geom)
             if w.fill is not None:
-                w.fill = reuse.Fill(resize(w.fill.image, w.geom),
-                                    None if w.fill.mask is None else resize(w.fill.mask, w.geom))
+                w.fill = reuse.Fill(resize(w.fill.image, w.geom), resize(w.fill.mask, w.geom))
             yield w
 
     def smooth(work: _Work):

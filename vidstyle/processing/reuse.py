@@ -10,20 +10,19 @@ stylization. How it was chosen and what it measured: docs/reuse.md.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from vidstyle.processing.temporal import Flow, Motion
+from vidstyle.processing.temporal import Flow, Motion, channel_max, grid
 
 MODES = ("auto", "off")  # or a number N: a keyframe every N frames
 DEFAULT = "off"  # until auto meets its speed and quality bounds on this CPU (docs/reuse.md)
 
 UNTRUSTED = 0.5  # trust below this: the flow does not explain the pixel
 MISMATCH = 20  # levels (of 255) between the carried keyframe input and the present one: refresh
-TRAVEL = 2.0  # how far the flow may bend a carried picture (summed strain) before it is refreshed
+STRAIN = 2.0  # how far the flow may bend a carried picture (summed strain) before it is refreshed
 FILL_SHARE = 0.003  # a fill runs when the regions to refresh (noise removed) cover more than this share
 KEY_SHARE = 0.3  # ... and a keyframe when they cover more than this
 DEBT_LIMIT = 1.5  # a keyframe when the refreshed shares since the last one add up to this
@@ -34,13 +33,6 @@ ALIGN = 32  # crop sides are rounded up to this, so the runtime sees a few shape
 REGION_SHARE = 0.4  # crops covering more than this share of the frame: a cheap whole-frame fill instead
 EDGE = 3  # pixels at the frame's edge left to Edges: trust there reflects sub-pixel flow outside the frame
 EDGE_BAND = 2.0  # a side's band of new picture is refreshed once it is wider than this (flow pixels)
-
-
-@functools.lru_cache(maxsize=4)
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    xs.flags.writeable = ys.flags.writeable = False
-    return xs, ys
 
 
 def parse(spec: str | int) -> int | str:
@@ -67,7 +59,7 @@ class Fill:
     """Fresh stylization for part of a frame: ``image`` counts where ``mask`` (float32 0..1) is set."""
 
     image: np.ndarray
-    mask: np.ndarray | None = None  # None: the whole frame
+    mask: np.ndarray
 
 
 def boxes(regions: np.ndarray, width: int, height: int, limit: tuple[int, int] | None = None,
@@ -145,7 +137,8 @@ def _regions(raw: np.ndarray) -> np.ndarray:
 
 
 def _colour(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The input at flow resolution, lightly blurred: what propagation is checked against."""
+    """A keyframe's input at flow resolution, lightly blurred, as the flow estimator keeps
+    each frame's (``Motion.colour``): what propagation is checked against."""
     h, w = shape
     if rgb.shape[:2] != (h, w):
         rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
@@ -183,12 +176,11 @@ class Edges:
     def take(self, mask: np.ndarray) -> None:
         """Add the bands wider than EDGE_BAND to ``mask`` (uint8, in place), as refreshed."""
         for side, band in enumerate(self.bands):
-            if band <= EDGE_BAND:
-                continue
-            width = int(np.ceil(band)) + 2
-            {0: lambda: mask[:, :width], 1: lambda: mask[:, -width:],
-             2: lambda: mask[:width], 3: lambda: mask[-width:]}[side]()[...] = 1
-            self.bands[side] = 0.0
+            if band > EDGE_BAND:
+                width = int(np.ceil(band)) + 2
+                edge = (np.s_[:, :width], np.s_[:, -width:], np.s_[:width], np.s_[-width:])[side]
+                mask[edge] = 1
+                self.bands[side] = 0.0
 
     def reset(self) -> None:
         self.bands[:] = 0.0
@@ -215,23 +207,22 @@ class KeyframePolicy:
         self._edges = Edges()
         self._carried: np.ndarray | None = None  # the keyframe's input carried to the last frame
         self._key_rgb: np.ndarray | None = None  # the keyframe's input, until the flow's size is known
-        self._travel: np.ndarray | None = None  # per pixel: how far its picture was carried (flow pixels)
+        self._strain: np.ndarray | None = None  # per pixel: the strain its carried picture went through
 
-    def decide(self, index: int, motion: Motion | None, rgb: np.ndarray) -> tuple[Plan, Motion | None]:
-        """The plan for frame ``index`` (``rgb``: the input the motion was measured on) and
-        the motion to carry the output along."""
+    def decide(self, index: int, motion: Motion | None, rgb: np.ndarray) -> Plan:
+        """The plan for frame ``index``; ``rgb`` is the input the motion was measured on."""
         continuous = motion is not None and not motion.cut and motion.prev_index == self._last
         self._last = index
         self.stats.frames += 1
         self._since += 1
         regions, carried, now = None, None, None
         if continuous:
-            now = _colour(rgb, motion.trust.shape)
-            carried, travel = self._carry(motion, now)
-            mismatch = _channel_max(cv2.absdiff(carried, now)) > MISMATCH
+            now = motion.colour
+            carried, strained = self._carry(motion, now)
+            mismatch = channel_max(cv2.absdiff(carried, now)) > MISMATCH
             # Each warp resamples and bends the carried picture a little; far enough and a
             # moving thing's strokes are smeared, even where the input still matches.
-            regions = _regions((mismatch | (motion.trust < UNTRUSTED) | (travel > TRAVEL)).astype(np.uint8))
+            regions = _regions((mismatch | (motion.trust < UNTRUSTED) | (strained > STRAIN)).astype(np.uint8))
             self._edges.update(motion.flow)
             self._edges.take(regions)
         share = float(regions.mean()) if regions is not None else 1.0
@@ -244,35 +235,30 @@ class KeyframePolicy:
             self._since, self._debt = 0, 0.0
             self._edges.reset()
             self._carried, self._key_rgb = now, (rgb if now is None else None)
-            self._travel = None if now is None else np.zeros(now.shape[:2], np.float32)
+            self._strain = None if now is None else np.zeros(now.shape[:2], np.float32)
             self.stats.keyframes += 1
-            return Plan(key=True), motion
+            return Plan(key=True)
         fill = share > FILL_SHARE
         if fill:
             fresh = regions.astype(bool)
             carried = np.where(fresh[..., None], now, carried)
-            travel[fresh] = 0.0
+            strained[fresh] = 0.0
             self.stats.fills += 1
             self.stats.regions.append(share)
-        self._carried, self._travel = carried, travel
-        return Plan(fill=fill, regions=regions if fill else None), motion
+        self._carried, self._strain = carried, strained
+        return Plan(fill=fill, regions=regions if fill else None)
 
     def _carry(self, motion: Motion, now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The keyframe's input, and how far each pixel travelled, carried to this frame."""
+        """The keyframe's input, and the strain each pixel went through, carried to this frame."""
         h, w = now.shape[:2]
         if self._carried is None or self._carried.shape != now.shape:
             self._carried = _colour(self._key_rgb, (h, w))
-            self._travel = np.zeros((h, w), np.float32)
-        xs, ys = _grid(h, w)
+            self._strain = np.zeros((h, w), np.float32)
+        xs, ys = grid(h, w)
         mx, my = xs + motion.flow[..., 0], ys + motion.flow[..., 1]
         carried = cv2.remap(self._carried, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        travel = cv2.remap(self._travel, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return carried, travel + strain(motion.flow)
-
-
-def _channel_max(rgb: np.ndarray) -> np.ndarray:
-    r, g, b = cv2.split(rgb)
-    return cv2.max(cv2.max(r, g), b)
+        strained = cv2.remap(self._strain, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return carried, strained + strain(motion.flow)
 
 
 class Propagator:
@@ -301,8 +287,7 @@ class Propagator:
                 raise ValueError(f"frame {index} has no keyframe and no history to carry")
             key = self.smoother.warp(self._key, motion)
             if fill is not None:
-                mask = np.ones(key.shape[:2], np.float32) if fill.mask is None else fill.mask
-                key = cv2.blendLinear(fill.image, key, mask, 1.0 - mask)
+                key = cv2.blendLinear(fill.image, key, fill.mask, 1.0 - fill.mask)
         self._index, self._key = index, key
         return self.smoother.blend(index, key, motion)
 

@@ -16,6 +16,7 @@ frame order from one thread. What was tried and measured: docs/design-notes.md.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -47,10 +48,14 @@ class Motion:
     trust: np.ndarray  # float32 h x w in [0, 1]: how far the warped history can be trusted here
     moving: np.ndarray  # float32 h x w in [0, 1]: 0 where the input is static, 1 where it moves
     cut: bool
+    colour: np.ndarray | None = None  # uint8 h x w x 3: this input frame, lightly blurred, at flow size
 
 
-def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+@functools.lru_cache(maxsize=8)
+def grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (xs, ys) of an h x w picture, float32, read-only: remap's identity."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    xs.flags.writeable = ys.flags.writeable = False
     return xs, ys
 
 
@@ -66,7 +71,6 @@ class FlowEstimator:
         self.side = side
         self._dis = cv2.DISOpticalFlow_create(preset)
         self._prev: tuple[int, np.ndarray, np.ndarray] | None = None  # index, luminance, colour
-        self._grid: tuple[np.ndarray, np.ndarray] | None = None
         self._kernel = np.ones((3, 3), np.uint8)
 
     def _small(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -86,22 +90,20 @@ class FlowEstimator:
             return None
         prev_index, gp, before = prev
         h, w = g.shape
-        if self._grid is None or self._grid[0].shape != g.shape:
-            self._grid = _grid(g.shape)
-        xs, ys = self._grid
+        xs, ys = grid(h, w)
         flow = self._dis.calc(g, gp, None)  # this frame -> previous
         mx, my = xs + flow[..., 0], ys + flow[..., 1]
         diff = cv2.absdiff(cur, cv2.remap(before, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
         # In colour, not luminance: a red object over a grey wall of the same brightness
         # is still an occlusion.
-        trust = _TRUST[_channel_max(diff)]
+        trust = _TRUST[channel_max(diff)]
         trust[(mx < 0) | (mx > w - 1) | (my < 0) | (my > h - 1)] = 0.0
         # Distrust a pixel's neighbours too: the edges of a moving object are where
         # flow is least reliable and where trails would show.
         trust = cv2.erode(trust, self._kernel)
-        moving = _MOVING[cv2.GaussianBlur(_channel_max(cv2.absdiff(cur, before)), (3, 3), 0)]
+        moving = _MOVING[cv2.GaussianBlur(channel_max(cv2.absdiff(cur, before)), (3, 3), 0)]
         cut = sum(cv2.mean(diff)[:3]) / (3 * 255) > CUT_ERROR
-        return Motion(index, prev_index, flow, trust, moving, cut)
+        return Motion(index, prev_index, flow, trust, moving, cut, cur)
 
 
 def _channel_sum(rgb: np.ndarray) -> np.ndarray:
@@ -109,7 +111,7 @@ def _channel_sum(rgb: np.ndarray) -> np.ndarray:
     return cv2.add(cv2.add(r, g, dtype=cv2.CV_16U), b, dtype=cv2.CV_16U)
 
 
-def _channel_max(rgb: np.ndarray) -> np.ndarray:
+def channel_max(rgb: np.ndarray) -> np.ndarray:
     r, g, b = cv2.split(rgb)
     return cv2.max(cv2.max(r, g), b)
 
@@ -175,7 +177,6 @@ class Flow(Temporal):
         super().__init__(strength)
         self.estimator = FlowEstimator(**estimator_options)
         self._prev: tuple[int, np.ndarray] | None = None
-        self._grid: tuple[np.ndarray, np.ndarray] | None = None
 
     def observe(self, index, rgb):
         return self.estimator(index, rgb)
@@ -195,9 +196,7 @@ class Flow(Temporal):
         """``history`` (a frame's output) carried along ``motion`` to the next frame."""
         h, w = history.shape[:2]
         fh, fw = motion.flow.shape[:2]
-        if self._grid is None or self._grid[0].shape != (h, w):
-            self._grid = _grid((h, w))
-        xs, ys = self._grid
+        xs, ys = grid(h, w)
         if (fw, fh) == (w, h):
             map_x, map_y = xs + motion.flow[..., 0], ys + motion.flow[..., 1]
         else:
