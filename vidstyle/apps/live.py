@@ -23,16 +23,18 @@ class LiveConfig(StylizeSettings):
     seconds: float | None = None  # stop after this long
     max_age: float = 0.25  # a frame older than this when inference could start is dropped
     stats_json: Path | None = None
+    record: Path | None = None  # write the delivered frames here
 
 
 def _source(config: LiveConfig):
-    """The camera as a live Source, and its (width, height, rate)."""
+    """The camera as a live Source, its (width, height, rate), and the time base of its
+    timestamps when they are a file's (None: a camera's own clock)."""
     from vidstyle.io.camera import CameraSource, camera_format
     from vidstyle.io.paced import PacedSource, moving_pictures
 
     spec = "0" if config.camera is None else config.camera
     if spec == "synthetic":
-        return PacedSource(moving_pictures(640, 480), rate=30, loop=True), (640, 480, 30.0)
+        return PacedSource(moving_pictures(640, 480), rate=30, loop=True), (640, 480, 30.0), None
     if Path(spec).is_file():  # a file plays at its own rate, like a camera would deliver it
         from vidstyle.io import FileSource, probe
 
@@ -41,25 +43,26 @@ def _source(config: LiveConfig):
 
         def pictures():
             with FileSource(spec) as source:  # closed when the loop ends or the run stops
-                for frame in source.frames():
-                    yield frame.image
+                yield from source.frames()
 
-        return PacedSource(pictures, rate=rate, loop=config.loop), (info.width, info.height, rate)
+        return PacedSource(pictures, rate=rate, loop=config.loop), (info.width, info.height, rate), info.time_base
     size = camera_format(spec)
-    return CameraSource(spec), size
+    return CameraSource(spec), size, None
 
 
 def run_live_command(config: LiveConfig) -> int:
     """Run ``config`` until the camera ends, a quit key, ``seconds`` or SIGTERM; print the figures."""
     from vidstyle.io.display import VirtualCamera, Window
+    from vidstyle.io.record import Recorder
     from vidstyle.measure.stats import latency_summary
     from vidstyle.models import NUM_STYLES
+    from vidstyle.pipeline.keyframes import fill_sizing, key_geometry, live_flow
     from vidstyle.pipeline.scheduler import run_live
     from vidstyle.pipeline.sizing import for_camera
     from vidstyle.processing.styles import parse
 
     style = parse(config.style)
-    source, (width, height, rate) = _source(config)
+    source, (width, height, rate), time_base = _source(config)
     stylizer = config.stylizer(style)
     names = {"current": config.style}
     sizing = None
@@ -76,12 +79,24 @@ def run_live_command(config: LiveConfig) -> int:
             names["current"] = str(index % NUM_STYLES)
             stylizer.switch(parse(names["current"]))
 
-    outputs = []
+    keyframes = config.keyframes(asynchronous=True)
+    started = time.monotonic()
+
+    def label() -> str:
+        if not keyframes:
+            return f"style {names['current']} at {processing()}"
+        rate = keyframes.stats.keyframes / max(1e-3, time.monotonic() - started)
+        return f"style {names['current']}, keyframes {key.proc_w}x{key.proc_h} {rate:.1f}/s, fill {processing()}"
+
+    outputs, key, ok = [], None, False
     try:
         if config.window:
-            outputs.append(Window(on_key=on_key, label=lambda: f"style {names['current']} at {processing()}"))
+            outputs.append(Window(on_key=on_key, label=label))
         if config.virtual_cam:
             outputs.append(VirtualCamera(width, height, rate))
+        if config.record:
+            outputs.append(Recorder(config.record, width, height, rate, time_base,
+                                    inputs=[config.camera] if time_base else []))
         pipeline_ref: list = []
         deadline = time.monotonic() + config.seconds if config.seconds else None
 
@@ -91,34 +106,41 @@ def run_live_command(config: LiveConfig) -> int:
             if any(getattr(o, "quit", False) for o in outputs) or (deadline and time.monotonic() > deadline):
                 pipeline_ref[0].cancel()
 
-        sizing = for_camera(stylizer.run, width, height, rate, config.size)
-        print(f"camera {width}x{height} at {rate:g} fps; processing at {processing()}"
-              + ("" if config.size else " (adapts to keep up; --size fixes it)"), flush=True)
+        if keyframes:
+            key = key_geometry(width, height, config.size)
+            sizing = fill_sizing(stylizer, key, rate)
+            smoother = live_flow()
+            print(f"camera {width}x{height} at {rate:g} fps; keyframes at {key.proc_w}x{key.proc_h}, "
+                  f"fill at {processing()} (adapts to keep up)", flush=True)
+        else:
+            key, smoother = None, config.smoother()
+            sizing = for_camera(stylizer.run, width, height, rate, config.size)
+            print(f"camera {width}x{height} at {rate:g} fps; processing at {processing()}"
+                  + ("" if config.size else " (adapts to keep up; --size fixes it)"), flush=True)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: pipeline_ref and pipeline_ref[0].cancel())
-        keyframes = config.keyframes()
-        stats = run_live(source, stylizer, sizing, config.smoother(), present, max_age=config.max_age,
-                         on_pipeline=pipeline_ref.append, keyframes=keyframes)
+        started = time.monotonic()
+        stats = run_live(source, stylizer, sizing, smoother, present, max_age=config.max_age,
+                         on_pipeline=pipeline_ref.append, keyframes=keyframes, key=key)
+        ok = True
     finally:
         source.close()
         for out in outputs:
-            out.close()
+            # A recording is kept only from a run that ended well (a quit, a time limit, the camera's end).
+            out.close(ok) if isinstance(out, Recorder) else out.close()
     lat = latency_summary(stats.latencies)
-    # With reuse, keyframes run in line at the processing size.
-    reused = keyframes.stats if keyframes else None
-    reuse_figures = {} if reused is None else {
-        "keyframe_size": processing(), "keyframe_fps": reused.keyframes / stats.wall if stats.wall else 0.0,
-        "recomputed": reused.recomputed}
+    figures = stats.reuse
+    where = (f"keyframes at {figures['keyframe_size']}, {figures['keyframe_fps']:.1f} a second, fill at "
+             f"{processing()}, {figures['recomputed']:.0%} of the pixels recomputed per frame" if figures
+             else f"processing at {processing()}")
     print(f"{stats.delivered} frames, {stats.fps:.1f} fps, {stats.drop_rate:.0%} dropped, latency "
-          f"p50 {lat['p50']:.0f} / p95 {lat['p95']:.0f} / p99 {lat['p99']:.0f} ms; processing at {processing()}"
-          + (f"; keyframes at {reuse_figures['keyframe_fps']:.1f} fps, {reuse_figures['recomputed']:.0%} of "
-             "the pixels recomputed per frame" if reused else ""))
+          f"p50 {lat['p50']:.0f} / p95 {lat['p95']:.0f} / p99 {lat['p99']:.0f} ms; {where}")
     if config.stats_json:
         config.stats_json.write_text(json.dumps(
             {"delivered": stats.delivered, "fps": stats.fps, "drop_rate": stats.drop_rate,
              "dropped_source": stats.dropped_source, "dropped_stale": stats.dropped_stale,
              "latency_ms": lat, "stopped": stats.stopped, "processing": processing(),
-             "size_changes": getattr(sizing, "changes", []), **reuse_figures}, indent=1))
+             "size_changes": getattr(sizing, "changes", []), **figures}, indent=1))
     if source.gone:
         raise VidstyleError(source.gone)
     return 0

@@ -17,7 +17,9 @@ class PacedSource(Feed):
     """Frames at ``rate`` per second in real time, like a camera: a file or synthetic pictures.
 
     ``pictures`` is called for a fresh iterator of RGB frames (again on each
-    loop when ``loop``); ``count`` stops after that many frames.
+    loop when ``loop``); ``count`` stops after that many frames. Pictures given as
+    Frames (a file's) keep their timestamps, each loop continuing after the last;
+    plain arrays are stamped with their index at ``rate``.
     """
 
     def __init__(self, pictures: Callable[[], Iterable[np.ndarray]], rate: float, loop: bool = False,
@@ -30,15 +32,23 @@ class PacedSource(Feed):
 
     def produce(self, put: Callable[[Frame], None], stop: threading.Event) -> None:
         start, index = time.monotonic(), 0
+        offset, end = 0.0, 0.0  # seconds: where this loop's timestamps start, and the last frame's end
         while not stop.is_set() and (self.count is None or index < self.count):
             produced = False
-            for image in self.pictures():
+            for item in self.pictures():
                 produced = True
                 due = start + index / self.rate
                 if stop.wait(max(0.0, due - time.monotonic())) or (self.count is not None and index >= self.count):
                     return
-                put(Frame(index, index, self._time_base, image, time.monotonic()))
+                if isinstance(item, Frame) and item.pts is not None:
+                    seconds = offset + float(item.pts * item.time_base)
+                    pts = round(seconds / item.time_base)
+                    put(Frame(index, pts, item.time_base, item.image, time.monotonic()))
+                    end = seconds + 1 / self.rate
+                else:
+                    put(Frame(index, index, self._time_base, getattr(item, "image", item), time.monotonic()))
                 index += 1
+            offset = end
             if not (self.loop and produced):
                 return
 

@@ -18,9 +18,12 @@ from typing import Callable, Iterator
 
 from vidstyle.errors import Cancelled
 from vidstyle.frame import Frame, Source
+from vidstyle.engines.cpu import usable_cores
+from vidstyle.pipeline import keyframes as keyframes_mod
 from vidstyle.pipeline.runner import POLL, Pipeline, Stage
 from vidstyle.pipeline.sizing import Fixed
 from vidstyle.pipeline.stages import stylize_stages
+from vidstyle.processing.carry import Trail
 from vidstyle.processing.geometry import Geometry
 
 
@@ -33,6 +36,7 @@ class LiveStats:
     latencies: list[float] = field(default_factory=list)  # capture -> presented, seconds
     stages: dict = field(default_factory=dict)
     stopped: bool = False  # cancelled (a quit key, a time limit, SIGTERM) rather than the camera ending
+    reuse: dict = field(default_factory=dict)  # with keyframes: keyframe_size, keyframe_fps, recomputed
 
     @property
     def fps(self) -> float:
@@ -131,14 +135,38 @@ class LiveScheduler:
 
 def run_live(source: Source, stylizer, sizing, smoother, present: Callable[[Frame], None], *,
              max_age: float = 0.25, in_flight: int = 1, smooth_at: str = "processing",
-             on_pipeline: Callable[[Pipeline], None] | None = None, keyframes=None) -> LiveStats:
+             on_pipeline: Callable[[Pipeline], None] | None = None, keyframes=None,
+             key: Geometry | None = None, key_threads: int = 0) -> LiveStats:
     """One live run: the shared stages (:func:`stylize_stages`) under a :class:`LiveScheduler`.
 
     ``sizing`` is a :mod:`vidstyle.pipeline.sizing` ladder or one Geometry; ``smooth_at``
-    as in :func:`stylize_stages` (live video smooths at the processing size); ``keyframes``
-    reuses work across frames (:mod:`vidstyle.processing.reuse`), keyframes running in line."""
+    as in :func:`stylize_stages` (live video smooths at the processing size).
+
+    ``keyframes`` (an asynchronous :class:`~vidstyle.processing.reuse.KeyframePolicy`)
+    reuses work across frames instead (:mod:`vidstyle.pipeline.keyframes`): keyframes at
+    ``key`` (:func:`~vidstyle.pipeline.keyframes.key_geometry`) on their own thread with
+    ``key_threads`` engine threads (0: all cores but one), every frame carried from them,
+    and ``sizing`` sizing the fill (:func:`~vidstyle.pipeline.keyframes.fill_sizing`).
+    """
     sizing = Fixed(sizing) if isinstance(sizing, Geometry) else sizing
     scheduler = LiveScheduler(source, max_age=max_age, in_flight=in_flight, sizing=sizing)
-    stages = stylize_stages(stylizer, sizing, in_flight, smoother, smooth_at=smooth_at,
-                            due=scheduler.due, gate=scheduler.gate, keyframes=keyframes)
-    return scheduler.run(stages, present, on_pipeline)
+    if keyframes is None:
+        stages = stylize_stages(stylizer, sizing, in_flight, smoother, smooth_at=smooth_at,
+                                due=scheduler.due, gate=scheduler.gate)
+        return scheduler.run(stages, present, on_pipeline)
+    if not keyframes.asynchronous:
+        raise ValueError("live keyframes run on their own thread: give an asynchronous KeyframePolicy")
+    if key is None:
+        raise ValueError("live keyframes need their geometry (key)")
+    trail = Trail()
+    worker = keyframes_mod.start_worker(stylizer, key, key_threads or max(1, usable_cores() - 1), trail)
+    try:
+        stages = keyframes_mod.keyframe_stages(stylizer, key, sizing, smoother, keyframes, worker, trail,
+                                               gate=scheduler.gate)
+        stats = scheduler.run(stages, present, on_pipeline)
+    finally:
+        worker.close()
+    stats.reuse = {"keyframe_size": f"{key.proc_w}x{key.proc_h}",
+                   "keyframe_fps": keyframes.stats.keyframes / stats.wall if stats.wall else 0.0,
+                   "recomputed": keyframes.stats.recomputed}
+    return stats

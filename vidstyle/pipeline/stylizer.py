@@ -65,6 +65,7 @@ class Stylizer:
         self.internal_scale = float(internal_scale)
         self.engine = engine or create_engine(engine_name, models.for_style(style.model, model), threads=threads,
                                               precision=precision)
+        self._made_with = None if engine else (engine_name, model, precision)
         self._vector: np.ndarray | None = None
         self._picture_vector = style_vector(read_picture(style.picture)) if style.picture else None
 
@@ -87,14 +88,25 @@ class Stylizer:
                 self._vector = self._picture_vector
         return self._vector
 
-    def run(self, batch: np.ndarray, size: int | None = None, scale: float = 1.0) -> np.ndarray:
+    def run(self, batch: np.ndarray, size: int | None = None, scale: float = 1.0,
+            engine: Engine | None = None) -> np.ndarray:
         """Stylize a batch of prepared frames. ``size`` pads a short final batch up to the
         stream's batch size, so each stream compiles exactly one shape; ``scale`` runs the
-        network smaller still than ``internal_scale`` (a cheap fill)."""
+        network smaller still than ``internal_scale`` (a cheap fill); ``engine`` is another
+        engine of the same network (:meth:`engine_with`)."""
         n = len(batch)
         if size and n < size:
             batch = np.concatenate([batch, np.repeat(batch[-1:], size - n, axis=0)])
-        return run_scaled(self.engine, batch, self.vector(batch[0]), self.internal_scale * scale)[:n]
+        return run_scaled(engine or self.engine, batch, self.vector(batch[0]), self.internal_scale * scale)[:n]
+
+    def engine_with(self, threads: int) -> Engine:
+        """An engine of this network with ``threads`` intra-op threads, for work that runs
+        beside this stylizer's own (live keyframes); this stylizer's engine where it was
+        given one rather than made here."""
+        if self._made_with is None:
+            return self.engine
+        name, model, precision = self._made_with
+        return create_engine(name, models.for_style(self.style.model, model), threads=threads, precision=precision)
 
     @property
     def regions(self) -> bool:
@@ -175,10 +187,11 @@ class StylizeSettings:
     def smoother(self) -> temporal_mod.Temporal:
         return temporal_mod.create(self.temporal, self.temporal_strength)
 
-    def keyframes(self) -> reuse.KeyframePolicy | None:
+    def keyframes(self, asynchronous: bool = False) -> reuse.KeyframePolicy | None:
         """The keyframe policy of ``reuse`` (None: every frame through the network). Reuse
-        carries the output along the flow, so it applies with flow smoothing only."""
+        carries the output along the flow, so it applies with flow smoothing only;
+        ``asynchronous``: keyframes on their own thread (live video)."""
         mode = reuse.parse(self.reuse)
         if mode == "off" or self.temporal != "flow":
             return None
-        return reuse.KeyframePolicy(every=mode if isinstance(mode, int) else None)
+        return reuse.KeyframePolicy(every=mode if isinstance(mode, int) else None, asynchronous=asynchronous)

@@ -196,10 +196,14 @@ class KeyframePolicy:
     cover more than KEY_SHARE of the frame, when their shares since the last keyframe add
     up to DEBT_LIMIT, after MAX_GAP frames, or at a cut, a size change, a dropped frame or
     the start. ``every`` = N fixes the rhythm instead (cuts still force one).
+
+    ``asynchronous`` (live video): keyframes come from their own thread as fast as it
+    can make them, and :meth:`rebase` tells the policy when one lands; the policy asks
+    for a whole frame only where nothing can be carried (the start, a cut).
     """
 
-    def __init__(self, every: int | None = None, max_gap: int = MAX_GAP):
-        self.every, self.max_gap = every, max_gap
+    def __init__(self, every: int | None = None, max_gap: int = MAX_GAP, asynchronous: bool = False):
+        self.every, self.max_gap, self.asynchronous = every, max_gap, asynchronous
         self.stats = ReuseStats()
         self._since = 0  # frames since the last keyframe
         self._debt = 0.0
@@ -227,7 +231,9 @@ class KeyframePolicy:
             self._edges.take(regions)
         share = float(regions.mean()) if regions is not None else 1.0
         self._debt += share
-        if self.every is not None:
+        if self.asynchronous:
+            key = not continuous
+        elif self.every is not None:
             key = not continuous or self._since >= self.every
         else:
             key = not continuous or share > KEY_SHARE or self._debt > DEBT_LIMIT or self._since >= self.max_gap
@@ -236,7 +242,11 @@ class KeyframePolicy:
             self._edges.reset()
             self._carried, self._key_rgb = now, (rgb if now is None else None)
             self._strain = None if now is None else np.zeros(now.shape[:2], np.float32)
-            self.stats.keyframes += 1
+            if self.asynchronous:  # a stand-in for the whole frame until a keyframe lands
+                self.stats.fills += 1
+                self.stats.regions.append(1.0)
+            else:
+                self.stats.keyframes += 1
             return Plan(key=True)
         fill = share > FILL_SHARE
         if fill:
@@ -247,6 +257,15 @@ class KeyframePolicy:
             self.stats.regions.append(share)
         self._carried, self._strain = carried, strained
         return Plan(fill=fill, regions=regions if fill else None)
+
+    def rebase(self, carried: np.ndarray) -> None:
+        """A keyframe landed (asynchronous mode): ``carried`` is its input, carried to the
+        last frame decided, at flow size; the next frames are checked against it."""
+        self._carried, self._key_rgb = carried, None
+        self._strain = np.zeros(carried.shape[:2], np.float32)
+        self._since, self._debt = 0, 0.0
+        self._edges.reset()
+        self.stats.keyframes += 1
 
     def _carry(self, motion: Motion, now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The keyframe's input, and the strain each pixel went through, carried to this frame."""
@@ -292,3 +311,48 @@ class Propagator:
         return self.smoother.blend(index, key, motion)
 
 
+class Carrier:
+    """Live video's output: the latest keyframe's stylization carried along the flow.
+
+    Unlike :class:`Propagator` there is no smoother after it: consecutive outputs are the
+    same picture moved, so nothing flickers except where a fill puts fresh pixels in, and
+    live video cannot afford a second warp and a blend per frame. A keyframe that lands
+    fades in over RAMP frames, the outgoing one carried beside it meanwhile.
+    """
+
+    RAMP = 3
+
+    def __init__(self, smoother: Flow):
+        self.smoother = smoother
+        self._index: int | None = None
+        self._key: np.ndarray | None = None  # the output of the previous frame, without the fade
+        self._old: np.ndarray | None = None  # the keyframe being replaced, carried alike
+        self._fade = 0  # frames left of the fade
+
+    def step(self, index: int, motion: Motion | None, stand_in: np.ndarray | None = None,
+             fill: Fill | None = None, landed: np.ndarray | None = None) -> np.ndarray:
+        """The output of frame ``index``: ``stand_in`` a cheap whole-frame stylization where
+        nothing can be carried (the start, a cut), ``fill`` fresh pixels where the carried
+        picture no longer fits, ``landed`` a keyframe finished since the previous frame and
+        carried to that frame."""
+        if stand_in is not None:
+            self._index, self._key, self._old, self._fade = index, stand_in, None, 0
+            return stand_in
+        if self._key is None or motion is None or motion.cut or motion.prev_index != self._index:
+            raise ValueError(f"frame {index} has no keyframe and no history to carry")
+        if landed is not None and landed.shape == self._key.shape:
+            self._old, self._key, self._fade = self._key, landed, self.RAMP
+        self._index, self._key = index, self._paste(self.smoother.warp(self._key, motion), fill)
+        if not self._fade:
+            return self._key
+        self._fade -= 1
+        self._old = self._paste(self.smoother.warp(self._old, motion), fill)
+        share = (self._fade + 1) / (self.RAMP + 1)
+        out = cv2.addWeighted(self._old, share, self._key, 1.0 - share, 0.0)
+        if not self._fade:
+            self._old = None
+        return out
+
+    @staticmethod
+    def _paste(picture: np.ndarray, fill: Fill | None) -> np.ndarray:
+        return picture if fill is None else cv2.blendLinear(fill.image, picture, fill.mask, 1.0 - fill.mask)

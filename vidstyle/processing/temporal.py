@@ -73,6 +73,11 @@ class FlowEstimator:
         self._prev: tuple[int, np.ndarray, np.ndarray] | None = None  # index, luminance, colour
         self._kernel = np.ones((3, 3), np.uint8)
 
+    @property
+    def colour(self) -> np.ndarray | None:
+        """The last frame seen, lightly blurred, at flow size (as ``Motion.colour``)."""
+        return self._prev[2] if self._prev else None
+
     def _small(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Luminance for the flow, and lightly blurred colour for the checks, at flow size."""
         h, w = rgb.shape[:2]
