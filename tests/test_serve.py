@@ -433,7 +433,7 @@ def test_an_offer_without_video_is_refused(threads):
 
     with running(SETTINGS) as server:
         status, body = asyncio.run(scenario(server.url))
-        assert status == 400 and body["error"] == "cannot answer this offer: it has no video track to stylize"
+        assert status == 400 and body["error"] == "the offer must send exactly one video track (the camera); it has 0"
         assert not server.viewers
     threads.assert_back_to_start()
 

@@ -138,6 +138,12 @@ def create_parser() -> argparse.ArgumentParser:
     lv.add_argument("--serve", nargs="?", const="127.0.0.1:8080", metavar="HOST:PORT",
                     help="instead of a camera here: a web page that stylizes the browser's camera over WebRTC "
                          "(default 127.0.0.1:8080; 0.0.0.0:PORT for every interface)")
+    lv.add_argument("--max-viewers", type=int, metavar="N",
+                    help="with --serve: browsers served at once; one more is told the server is busy "
+                         "(default: one per core, at least 2)")
+    lv.add_argument("--public-url", metavar="URL",
+                    help="with --serve behind a TLS proxy: the address browsers open (e.g. "
+                         "https://studio.example.com); only pages from it or the bound address may use the server")
 
     b = sub.add_parser("bench", help="measure frames/s, latency and where the time goes, per setting")
     b.add_argument("input", type=Path, nargs="?", help="a video file (default: a synthetic clip of each --size)")
@@ -411,7 +417,11 @@ def cmd_serve(args) -> int:
 
     host, port = parse_address(args.serve)
     settings = _settings(args, ViewerSettings, max_age=args.max_age)
-    serve_forever(settings, host, port, seconds=args.seconds)
+    from vidstyle.apps.serve.limits import Limits
+
+    given = {"max_viewers": args.max_viewers, "public_url": args.public_url}
+    limits = Limits(**{name: value for name, value in given.items() if value is not None})
+    serve_forever(settings, host, port, seconds=args.seconds, limits=limits)
     return 0
 
 

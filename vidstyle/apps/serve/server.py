@@ -13,38 +13,50 @@ shared between viewers. A viewer whose connection closes or fails, or whose data
 channel closes, is dropped (peer closed, worker and pipeline joined); Ctrl-C or SIGTERM
 drops every viewer, then stops the web server. Network requirements:
 docs/design-notes.md.
+
+What a visitor may hold is bounded (:class:`vidstyle.apps.serve.limits.Limits`): viewers
+at once (503 beyond), the time an answered offer has to connect and the silence a connected
+one may keep before it is dropped (``watch``), the size of a style picture as uploaded and
+as its header declares it (``pictures``). Only the page's own origin may post (``origin``);
+an offer must send one video track and carry its DTLS fingerprint (``offers``). Every bad
+request is a 4xx with a one-line ``{"error": ...}`` the page shows (``answers``), and one
+line in the log at most (``logs``).
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import logging
-import os
 import secrets
 import signal
 import socket
-import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
-import cv2
 import numpy as np
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 
-from vidstyle.processing import styles
+from vidstyle.apps.serve import answers, pictures, watch
+from vidstyle.apps.serve.answers import Refused
+from vidstyle.apps.serve.bodies import read_json, read_picture
+from vidstyle.apps.serve.limits import Limits
+from vidstyle.apps.serve.logs import RequestErrors, on_loop_error, one_line
+from vidstyle.apps.serve.offers import offer_from
+from vidstyle.apps.serve.origin import SameOrigin
+from vidstyle.apps.serve.viewer import Viewer, ViewerSettings, plan_sizing
 from vidstyle.errors import StyleError, VidstyleError
 from vidstyle.models import NUM_STYLES
+from vidstyle.processing import styles
 from vidstyle.processing.styles import Style
-from vidstyle.apps.serve.viewer import Viewer, ViewerSettings, plan_sizing
 
 log = logging.getLogger("vidstyle.serve")
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
-MAX_PICTURE = 8 * 1024 * 1024  # bytes of an uploaded style picture
+SHUTDOWN_WAIT = 3.0  # seconds a request still in progress may take once the server stops
 WEB = Path(__file__).parent / "web"
 
 
@@ -55,7 +67,7 @@ def parse_address(text: str) -> tuple[str, int]:
     if text.startswith("["):
         end = text.find("]")
         host, rest = text[1:end], text[end + 1:]
-        text = rest[1:] if rest.startswith(":") else rest
+        text = rest.removeprefix(":")
     elif text.count(":") == 1:
         host, text = text.split(":")
         host = host or DEFAULT_HOST
@@ -124,22 +136,24 @@ def _hand_over_at_marker(pc: RTCPeerConnection, track) -> None:
             receiver._RTCRtpReceiver__jitter_buffer = MarkerJitterBuffer(capacity=512, is_video=True)
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
 class StyleServer:
     """The web app and its viewers, on one asyncio loop."""
 
-    def __init__(self, settings: ViewerSettings, max_picture: int = MAX_PICTURE):
-        self.settings, self.max_picture = settings, max_picture
+    def __init__(self, settings: ViewerSettings, limits: Limits | None = None):
+        self.settings, self.limits = settings, limits or Limits()
         self.viewers: dict[str, Viewer] = {}
         self.url: str | None = None
+        self._origin = SameOrigin(self.limits.public_url)
+        self._seats: set[str] = set()  # from an accepted offer until its viewer is dropped
+        self._connected: set[str] = set()  # viewers whose connection came up: only they "leave"
         self._connections: dict[str, RTCPeerConnection] = {}
+        self._watchers: dict[str, asyncio.Task] = {}
         self._drops: dict[str, asyncio.Task] = {}
         self._switching: dict[str, asyncio.Lock] = {}
+        self._decoding = asyncio.Semaphore(1)  # one picture decoded at a time bounds the memory it takes
         self._default: Style | None = None
         self._runner: web.AppRunner | None = None
+        self._closing = False
 
     # -- lifetime -------------------------------------------------------------
 
@@ -149,13 +163,15 @@ class StyleServer:
         try:
             self._default = styles.parse(self.settings.style)
             await asyncio.to_thread(self.settings.stylizer, self._default)  # load the weights before anyone waits
-            app = web.Application(client_max_size=self.max_picture + 1)
+            app = web.Application(middlewares=[answers.middleware, self._origin.middleware])
             app.add_routes([web.get("/", self._page), web.get("/app.js", self._script),
                             web.get("/favicon.ico", self._no_icon),
                             web.get("/styles", self._styles), web.post("/offer", self._offer),
                             web.post("/viewers/{id}/style", self._style),
                             web.post("/viewers/{id}/picture", self._picture)])
-            self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            # A client that keeps a request open must not hold up Ctrl-C for aiohttp's default minute.
+            self._runner = web.AppRunner(app, handle_signals=False, access_log=None, logger=RequestErrors(),
+                                         shutdown_timeout=SHUTDOWN_WAIT)
             await self._runner.setup()
             await web.SockSite(self._runner, sock).start()
         except BaseException:
@@ -168,31 +184,56 @@ class StyleServer:
         return self.url
 
     async def close(self) -> None:
-        """Drop every viewer, then stop serving."""
-        await asyncio.gather(*(self.drop(v) for v in list(self.viewers)))
+        """Stop serving (requests in progress finish, new offers are refused), then drop every viewer."""
+        self._closing = True
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await asyncio.gather(*(self.drop(v) for v in list(self._seats)), return_exceptions=True)
 
     def drop(self, viewer_id: str) -> asyncio.Future:
         """Close a viewer's connection and pipeline (once, however often it is asked)."""
         if viewer_id not in self._drops:
-            self._drops[viewer_id] = asyncio.ensure_future(self._close_viewer(viewer_id))
+            task = self._drops[viewer_id] = asyncio.ensure_future(self._close_viewer(viewer_id))
+            task.add_done_callback(_report_failure)
         return self._drops[viewer_id]
 
     async def _close_viewer(self, viewer_id: str) -> None:
         try:
+            watcher = self._watchers.pop(viewer_id, None)
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
             pc, viewer = self._connections.get(viewer_id), self.viewers.get(viewer_id)
             if pc is not None:
                 await pc.close()
             if viewer is not None:
                 await viewer.close()
-                log.info("viewer %s left (%d frames in, %d out)", viewer_id[:8], viewer.received, viewer.delivered)
+                if viewer_id in self._connected:
+                    log.info("viewer %s left (%d frames in, %d out)", viewer_id[:8], viewer.received,
+                             viewer.delivered)
         finally:
-            self.viewers.pop(viewer_id, None)
-            self._connections.pop(viewer_id, None)
-            self._switching.pop(viewer_id, None)
-            self._drops.pop(viewer_id, None)
+            for held in (self.viewers, self._connections, self._switching, self._drops):
+                held.pop(viewer_id, None)
+            self._seats.discard(viewer_id)
+            self._connected.discard(viewer_id)
+
+    async def _watch(self, viewer_id: str, pc: RTCPeerConnection, viewer: Viewer, connected: asyncio.Event) -> None:
+        """Start the viewer's pipeline once its connection is up; drop it if that takes longer
+        than the setup deadline, or once nothing arrives from it for the liveness timeout."""
+        try:
+            if not await watch.connected_within(connected, self.limits.setup_deadline):
+                log.info("viewer %s did not connect within %g s; dropped", viewer_id[:8], self.limits.setup_deadline)
+                self.drop(viewer_id)
+                return
+            self._connected.add(viewer_id)
+            log.info("viewer %s connected", viewer_id[:8])
+            viewer.start()
+            quiet = await watch.silence(pc, self.limits.liveness)
+            log.info("viewer %s sent nothing for %.0f s; dropped", viewer_id[:8], quiet)
+        except Exception as exc:  # noqa: BLE001 - a watcher that cannot watch drops its viewer
+            log.warning("viewer %s: %s; dropped", viewer_id[:8], one_line(f"{type(exc).__name__}: {exc}"))
+        self.drop(viewer_id)  # not awaited: the drop cancels this watcher first
 
     # -- the page -------------------------------------------------------------
 
@@ -208,25 +249,36 @@ class StyleServer:
     async def _styles(self, request: web.Request) -> web.Response:
         default = self._default.label if self._default.picture is None else None  # a mix: its label
         return web.json_response({"builtins": list(range(NUM_STYLES)), "default": default,
-                                  "max_picture": self.max_picture})
+                                  "max_picture": self.limits.picture_bytes,
+                                  "max_picture_pixels": self.limits.picture_pixels})
 
     # -- signalling -----------------------------------------------------------
 
     async def _offer(self, request: web.Request) -> web.Response:
-        try:
-            params = await request.json()
-            offer = RTCSessionDescription(sdp=params["sdp"], type=params["type"])
-        except (ValueError, KeyError, TypeError):
-            return _error(400, "expected JSON {sdp, type} holding a WebRTC offer")
-        if offer.type != "offer":
-            return _error(400, f"expected an offer, got {offer.type!r}")
+        offer = offer_from(await read_json(request, "{sdp, type} holding a WebRTC offer"))
+        if self._closing:
+            raise Refused(503, "the server is stopping")
+        if len(self._seats) >= self.limits.max_viewers:
+            raise Refused(503, f"the server is busy: it serves at most {self.limits.max_viewers} viewer(s) at once; "
+                               "try again when one leaves", headers={"Retry-After": "10"})
         viewer_id = secrets.token_urlsafe(12)  # unguessable: it is all that lets a page change its own style
+        self._seats.add(viewer_id)
+        try:
+            return await self._answer(viewer_id, offer)
+        except BaseException:
+            await asyncio.shield(self.drop(viewer_id))
+            raise
+
+    async def _answer(self, viewer_id: str, offer: RTCSessionDescription) -> web.Response:
         stylizer = await asyncio.to_thread(self.settings.stylizer, self._default)
+        if self._closing:  # close() may have dropped every viewer while this one's stylizer was built
+            raise Refused(503, "the server is stopping")
         viewer = Viewer(viewer_id, self.settings, stylizer, asyncio.get_running_loop(),
                         on_failure=lambda v: self.drop(v.id))
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # aiortc's default asks Google's STUN server
         self.viewers[viewer_id], self._connections[viewer_id] = viewer, pc
         self._switching[viewer_id] = asyncio.Lock()
+        connected = asyncio.Event()
 
         @pc.on("track")
         def on_track(track):
@@ -242,7 +294,9 @@ class StyleServer:
 
         @pc.on("connectionstatechange")
         def on_state():
-            if pc.connectionState in ("failed", "closed"):
+            if pc.connectionState == "connected":
+                connected.set()
+            elif pc.connectionState in ("failed", "closed"):
                 self.drop(viewer_id)
 
         try:
@@ -251,9 +305,8 @@ class StyleServer:
                 raise ValueError("it has no video track to stylize")
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # noqa: BLE001 - any offer aiortc cannot answer is the page's problem
-            await self.drop(viewer_id)
-            return _error(400, f"cannot answer this offer: {exc}")
-        log.info("viewer %s connected", viewer_id[:8])
+            raise Refused(400, one_line(f"cannot answer this offer: {exc}")) from None
+        self._watchers[viewer_id] = asyncio.ensure_future(self._watch(viewer_id, pc, viewer, connected))
         return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type,
                                   "viewer": viewer_id})
 
@@ -262,34 +315,26 @@ class StyleServer:
     def _viewer(self, request: web.Request) -> Viewer:
         viewer = self.viewers.get(request.match_info["id"])
         if viewer is None:
-            raise web.HTTPNotFound(text='{"error": "no such viewer (the connection has closed)"}',
-                                   content_type="application/json")
+            raise Refused(404, "no such viewer (the connection has closed)")
         return viewer
 
     async def _style(self, request: web.Request) -> web.Response:
+        body = await read_json(request, '{"style": N}')
         viewer = self._viewer(request)
+        index = body.get("style") if isinstance(body, dict) else None
+        if isinstance(index, bool) or not isinstance(index, (int, str)) or not str(index).isdigit():
+            raise Refused(400, f'expected JSON {{"style": N}} with N a built-in style, 0 to {NUM_STYLES - 1}')
         try:
-            index = (await request.json())["style"]
-            if isinstance(index, bool) or not isinstance(index, (int, str)) or not str(index).isdigit():
-                raise ValueError
             style = styles.parse(str(index))
-        except (ValueError, KeyError, TypeError):
-            return _error(400, f'expected JSON {{"style": N}} with N a built-in style, 0 to {NUM_STYLES - 1}')
         except StyleError as exc:
-            return _error(400, str(exc))
+            raise Refused(400, str(exc)) from None
         return await self._switch(viewer, style)
 
     async def _picture(self, request: web.Request) -> web.Response:
+        data = await read_picture(request, self.limits.picture_bytes)
         viewer = self._viewer(request)
-        try:
-            data = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"the picture is larger than {self.max_picture // (1024 * 1024)} MB")
-        if not data:
-            return _error(400, "no picture: send the file as the request body")
-        path = await asyncio.to_thread(_save_picture, data)
-        if path is None:
-            return _error(400, "not a picture the server can read (PNG, JPEG, WebP, BMP or TIFF)")
+        async with self._decoding:
+            path = await asyncio.to_thread(pictures.store, data, self.limits.picture_pixels)
         try:
             return await self._switch(viewer, Style(label="picture", picture=path))
         finally:
@@ -298,12 +343,12 @@ class StyleServer:
     async def _switch(self, viewer: Viewer, style: Style) -> web.Response:
         lock = self._switching.get(viewer.id)
         if lock is None:
-            return _error(404, "no such viewer (the connection has closed)")
+            raise Refused(404, "no such viewer (the connection has closed)")
         async with lock:  # two quick switches land in the order they were asked for
             try:
                 stylizer, sizing = await asyncio.to_thread(self._ready, style, viewer.last_image)
             except VidstyleError as exc:
-                return _error(400, str(exc))
+                raise Refused(400, str(exc)) from None
             viewer.use(stylizer, sizing)
         return web.json_response({"style": style.label})
 
@@ -313,20 +358,19 @@ class StyleServer:
         return stylizer, None if content is None else plan_sizing(stylizer, self.settings, content)
 
 
-def _save_picture(data: bytes) -> Path | None:
-    """The bytes in a temporary file if OpenCV can decode them, else None."""
-    if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) is None:
-        return None
-    fd, name = tempfile.mkstemp(prefix="vidstyle-style-", suffix=".img")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    return Path(name)
+def _report_failure(task: asyncio.Task) -> None:
+    """A drop nobody awaits still has its failure said, in one line."""
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        log.warning("closing a viewer failed: %s", one_line(f"{type(exc).__name__}: {exc}"))
 
 
 def serve_forever(settings: ViewerSettings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                  seconds: float | None = None, announce: Callable[[str], None] = print) -> None:
+                  seconds: float | None = None, announce: Callable[[str], None] = print,
+                  limits: Limits | None = None) -> None:
     """Serve until Ctrl-C, SIGTERM or ``seconds``; every viewer is dropped before returning.
-    Viewers coming and going are logged to stderr meanwhile."""
+    Viewers coming and going, and refused requests that aiohttp logs, are one line each on
+    stderr meanwhile."""
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("vidstyle: %(message)s"))
     log.addHandler(handler)
@@ -334,8 +378,9 @@ def serve_forever(settings: ViewerSettings, host: str = DEFAULT_HOST, port: int 
     log.setLevel(logging.INFO)
 
     async def main() -> None:
-        server, stop = StyleServer(settings), asyncio.Event()
+        server, stop = StyleServer(settings, limits), asyncio.Event()
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(on_loop_error)
         signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
         for sig in signals:
             loop.add_signal_handler(sig, stop.set)
@@ -360,7 +405,8 @@ def serve_forever(settings: ViewerSettings, host: str = DEFAULT_HOST, port: int 
 
 
 @contextmanager
-def running(settings: ViewerSettings, host: str = "127.0.0.1", port: int = 0) -> Iterator[StyleServer]:
+def running(settings: ViewerSettings, host: str = "127.0.0.1", port: int = 0,
+            limits: Limits | None = None) -> Iterator[StyleServer]:
     """A server on its own thread and event loop (tests, the latency probe); stopped on exit.
 
     ``port=0`` takes a free port; the server's ``url`` says which.
@@ -368,7 +414,8 @@ def running(settings: ViewerSettings, host: str = "127.0.0.1", port: int = 0) ->
     started: concurrent.futures.Future = concurrent.futures.Future()
 
     async def lifetime() -> None:
-        server, stop = StyleServer(settings), asyncio.Event()
+        server, stop = StyleServer(settings, limits), asyncio.Event()
+        asyncio.get_running_loop().set_exception_handler(on_loop_error)
         try:
             await server.start(host, port)
             started.set_result((server, asyncio.get_running_loop(), stop))

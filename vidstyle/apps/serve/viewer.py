@@ -6,11 +6,11 @@ stylizer, sizing, temporal history and threads, so frames from two browsers cann
 
 Threads: aiortc decodes on its own thread and queues decoded frames on the event loop
 without bound, so :meth:`Viewer.receive` drains the remote track continuously into a
-one-slot mailbox (the newest frame wins). A worker thread runs the live scheduler
-(:func:`vidstyle.pipeline.scheduler.run_live`) on that mailbox and hands each stylized
-frame back to the loop, where :class:`StylizedTrack` gives the newest one to aiortc's
-encoder. A style change or a new camera size ends the viewer's pipeline and starts
-another.
+one-slot mailbox (the newest frame wins). A worker thread, started once the connection is
+up, runs the live scheduler (:func:`vidstyle.pipeline.scheduler.run_live`) on that mailbox
+and hands each stylized frame back to the loop, where :class:`StylizedTrack` gives the
+newest one to aiortc's encoder. A style change or a new camera size ends the viewer's
+pipeline and starts another.
 """
 from __future__ import annotations
 
@@ -116,13 +116,17 @@ class Viewer:
         self._meter = Meter(span=2.0)
         self._last_stats = 0.0
         self._worker = threading.Thread(target=self._work, name=f"vidstyle-viewer-{viewer_id[:8]}", daemon=True)
-        self._worker.start()
 
     @property
     def style(self) -> Style:
         return self._stylizer.style
 
     # -- event loop side ----------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker, once the connection is up: an offer that never connects costs no thread."""
+        if not self._closed.is_set() and self._worker.ident is None:
+            self._worker.start()
 
     def receive(self, track: MediaStreamTrack) -> None:
         self._drain = asyncio.ensure_future(self._take_frames(track))
@@ -155,6 +159,8 @@ class Viewer:
             self._drain.cancel()
             await asyncio.gather(self._drain, return_exceptions=True)
         self.output.stop()
+        if self._worker.ident is None:  # never started
+            return
         await asyncio.to_thread(self._worker.join, 10.0)
         if self._worker.is_alive():
             log.warning("viewer %s: worker did not stop within 10 s", self.id[:8])

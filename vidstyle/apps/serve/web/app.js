@@ -110,7 +110,10 @@ async function loadStyles() {
       return;
     }
     const accepted = await choose(async () => {
-      const response = await fetch(`viewers/${viewer}/picture`, { method: "POST", body: file });
+      // The server takes a picture only with a picture's type: one another site's page could not send.
+      const type = file.type.startsWith("image/") ? file.type : "application/octet-stream";
+      const response = await fetch(`viewers/${viewer}/picture`, { method: "POST", headers: { "Content-Type": type },
+                                                                  body: file });
       const reply = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
       if (!response.ok) throw new Error(reply.error);
       return reply;
