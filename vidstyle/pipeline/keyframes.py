@@ -197,19 +197,28 @@ def keyframe_stages(stylizer: Stylizer, key: geometry.Geometry, sizing: Fixed | 
     return stages + [Stage("motion", motion), Stage("fill", fill), Stage("temporal", smooth)]
 
 
-def start_worker(stylizer: Stylizer, key: geometry.Geometry, threads: int, trail: Trail) -> KeyframeWorker:
-    """A worker stylizing at ``key`` on its own engine with ``threads`` intra-op threads
-    (the rest of the cores are the camera path's). It carries each keyframe along
-    ``trail`` to the newest frame there, so the camera path only bridges the last steps."""
-    engine = stylizer.engine_with(threads)
-
-    def stylize(index: int, net: np.ndarray):
-        picture = geometry.crop(stylizer.run(net[None], engine=engine)[0], key)
+def keyframe_job(run: Callable[[np.ndarray], np.ndarray], key: geometry.Geometry, trail: Trail):
+    """The worker's job: stylize a frame with ``run`` (network input -> output) and carry the
+    result, with the frame's input, along ``trail`` to the newest frame there, so the camera
+    path only bridges the steps since. None where a cut came between."""
+    def job(index: int, net: np.ndarray):
+        picture = geometry.crop(run(net), key)
         found = trail.path(index)
-        if found is None:  # a cut since: nothing to carry it to
+        if found is None:
             return None
         newest, colour, flow = found
         return newest, carry(picture, flow), carry(colour, flow, cv2.INTER_LINEAR)
 
-    stylizer.run(np.zeros((1, key.net_h, key.net_w, 3), np.uint8), engine=engine)  # traced before the camera starts
-    return KeyframeWorker(stylize)
+    return job
+
+
+def start_worker(stylizer: Stylizer, key: geometry.Geometry, threads: int, trail: Trail) -> KeyframeWorker:
+    """A worker stylizing at ``key`` on its own engine with ``threads`` intra-op threads
+    (the rest of the cores are the camera path's), its keyframes carried along ``trail``."""
+    engine = stylizer.engine_with(threads)
+
+    def run(net: np.ndarray) -> np.ndarray:
+        return stylizer.run(net[None], engine=engine)[0]
+
+    run(np.zeros((key.net_h, key.net_w, 3), np.uint8))  # traced before the camera starts
+    return KeyframeWorker(keyframe_job(run, key, trail))

@@ -36,7 +36,9 @@ class LiveStats:
     latencies: list[float] = field(default_factory=list)  # capture -> presented, seconds
     stages: dict = field(default_factory=dict)
     stopped: bool = False  # cancelled (a quit key, a time limit, SIGTERM) rather than the camera ending
-    reuse: dict = field(default_factory=dict)  # with keyframes: keyframe_size, keyframe_fps, recomputed
+    # with keyframes: keyframe_size, keyframe_fps (landed a second), recomputed (the share of
+    # each frame's pixels a fill recomputed)
+    reuse: dict = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -168,5 +170,5 @@ def run_live(source: Source, stylizer, sizing, smoother, present: Callable[[Fram
         worker.close()
     stats.reuse = {"keyframe_size": f"{key.proc_w}x{key.proc_h}",
                    "keyframe_fps": keyframes.stats.keyframes / stats.wall if stats.wall else 0.0,
-                   "recomputed": keyframes.stats.recomputed}
+                   "recomputed": keyframes.stats.filled}
     return stats

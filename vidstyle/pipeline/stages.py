@@ -94,6 +94,10 @@ def stylize_stages(stylizer: Stylizer, geom: geometry.Geometry | Fixed | Adaptiv
     """
     if smooth_at not in ("output", "processing"):
         raise ValueError(f"smooth_at must be 'output' or 'processing', not {smooth_at!r}")
+    if keyframes is not None and gate is not None:
+        # A frame dropped after the policy planned it would leave the frames carried from it
+        # without their source; live video's keyframes run in vidstyle.pipeline.keyframes.
+        raise ValueError("keyframes with a gate: use vidstyle.pipeline.keyframes for live video")
     temporal = temporal or temporal_mod.Temporal()
     sizing = Fixed(geom) if isinstance(geom, geometry.Geometry) else geom
     small = smooth_at == "processing"
@@ -200,18 +204,11 @@ def stylize_stages(stylizer: Stylizer, geom: geometry.Geometry | Fixed | Adaptiv
         kept = gate(works)
         return (kept,) if kept else ()
 
-    def check_one(work: _Work):
-        return (work,) if gate([work]) else ()
-
     stages = [Stage("prepare", prepare)]
-    if gate is not None and keyframes:
-        # Before the keyframe policy sees the frame: a frame dropped after it was planned
-        # would leave the frames carried from it without their source.
-        stages.append(Stage("fresh", check_one))
     if temporal.needs_motion:
         stages.append(Stage("motion", motion))
     stages.append(Stage("batch", *batcher(batch, due)))
-    if gate is not None and not keyframes:
+    if gate is not None:
         stages.append(Stage("fresh", check))
     engine = Stage("engine", infer_planned) if keyframes else Stage("engine", infer, infer_flush)
     return stages + [engine, Stage("finish", finish), Stage("temporal", smooth)]

@@ -123,6 +123,12 @@ class ReuseStats:
         """Mean share of each frame's pixels that came from the network this frame."""
         return (self.keyframes + sum(self.regions)) / self.frames if self.frames else 0.0
 
+    @property
+    def filled(self) -> float:
+        """Mean share of each frame's pixels that a fill recomputed (live video, where
+        keyframes land beside the frames rather than in place of one)."""
+        return sum(self.regions) / self.frames if self.frames else 0.0
+
     def as_dict(self) -> dict:
         return {"frames": self.frames, "keyframes": self.keyframes, "fills": self.fills,
                 "network_work": round(self.network_work, 4), "recomputed": round(self.recomputed, 4)}
