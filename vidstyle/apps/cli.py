@@ -133,6 +133,8 @@ def create_parser() -> argparse.ArgumentParser:
                                                           "n/p next/previous style, 0-9 a built-in style)")
     lv.add_argument("--virtual-cam", action="store_true", help="send it to a virtual camera (pyvirtualcam)")
     lv.add_argument("--stats-json", type=Path, help="write latency, fps and drops here at the end")
+    lv.add_argument("--record", type=Path, metavar="OUT.mp4",
+                    help="also write the delivered frames to this video (a FILE camera's frames keep its timestamps)")
     lv.add_argument("--seconds", type=float, help="stop after this long (default: until quit or the camera ends)")
     lv.add_argument("--max-age", type=float, default=0.25, help="drop frames older than this before inference (s)")
     lv.add_argument("--serve", nargs="?", const="127.0.0.1:8080", metavar="HOST:PORT",
@@ -397,7 +399,7 @@ def cmd_live(args) -> int:
         return cmd_serve(args)
     return run_live_command(_settings(args, LiveConfig, camera=args.camera, loop=args.loop, window=args.window,
                                       virtual_cam=args.virtual_cam, seconds=args.seconds, max_age=args.max_age,
-                                      stats_json=args.stats_json))
+                                      stats_json=args.stats_json, record=args.record))
 
 
 def cmd_serve(args) -> int:
@@ -405,7 +407,7 @@ def cmd_serve(args) -> int:
         raise VidstyleError("--serve shows the video in the browser; drop --window and --virtual-cam")
     # The browser is the camera, and each viewer has its own figures on the page.
     for flag, given in (("--camera", args.camera is not None), ("--loop", args.loop),
-                        ("--stats-json", args.stats_json is not None)):
+                        ("--stats-json", args.stats_json is not None), ("--record", args.record is not None)):
         if given:
             raise VidstyleError(f"--serve takes the camera of each browser that connects; drop {flag}")
     try:
