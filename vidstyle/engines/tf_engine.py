@@ -68,13 +68,13 @@ class TFEngine(RunsNow):
     name = "tf"
 
     def __init__(self, model: str, threads: int = 0, jit_compile: bool = False, precision: str = "fp32"):
+        from vidstyle.models import TF_EXTRA, pretrained
         from vidstyle.models.tfimport import import_tensorflow
 
         try:
             tf = import_tensorflow()
         except ImportError:
-            raise EngineError("the tf engine needs TensorFlow: pip install tensorflow") from None
-        from vidstyle.models import pretrained
+            raise EngineError(f"the tf engine needs TensorFlow, which is not installed: {TF_EXTRA}") from None
 
         if precision not in ("fp32", "bf16"):
             raise EngineError(f"the tf engine computes in fp32 or bf16, not {precision}")

@@ -32,7 +32,7 @@ import numpy as np
 
 from vidstyle.errors import EngineError
 from vidstyle.engines import gpu
-from vidstyle.engines.export import model_cache
+from vidstyle.engines.export import model_cache, style_dim
 from vidstyle.engines.cuda_mem import cuda_backend
 
 PRECISIONS = ("fp16", "fp32")
@@ -81,15 +81,6 @@ def plan_key(model: str, precision: str, trt_version: str, gpu_name: str, max_ba
 
 
 # --- building ------------------------------------------------------------------------------
-
-
-def style_dim(onnx_bytes: bytes) -> int:
-    """The length D of the export's ``style`` input (read from the file: no Keras needed)."""
-    import onnx
-
-    graph = onnx.ModelProto.FromString(onnx_bytes).graph
-    style = next(i for i in graph.input if i.name == "style")
-    return int(style.type.tensor_type.shape.dim[-1].dim_value)
 
 
 def with_pad_crop(onnx_bytes: bytes, height: int, width: int) -> bytes:

@@ -19,11 +19,11 @@ from vidstyle.processing.styles import Style, read_picture
 
 
 def style_vector(picture: np.ndarray) -> np.ndarray:
-    """The 100-d style embedding of an RGB picture (centre square at 256x256)."""
-    from vidstyle.models import pretrained
+    """The 100-d style embedding of an RGB picture (centre square at 256x256), computed by
+    the style predictor's ONNX export on onnxruntime (no TensorFlow)."""
+    from vidstyle.engines import predictor
 
-    x = geometry.square_crop(picture, STYLE_IMAGE_SIZE).astype(np.float32)[None] / 255.0
-    return np.asarray(pretrained("style_predictor")(x, training=False))[0]
+    return predictor.embed(geometry.square_crop(picture, STYLE_IMAGE_SIZE))
 
 
 def check_internal_scale(scale: float) -> None:

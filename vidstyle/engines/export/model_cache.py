@@ -1,8 +1,9 @@
-"""Built model files (exported ONNX, int8 ONNX, later TensorRT plans) cached on disk.
+"""Files built from the shipped ONNX exports (int8 ONNX, region-recompute variants,
+TensorRT plans) cached on disk.
 
 A file is named by everything that changes its content: the network, a hash of its
-weights, the precision, the exporter's version and the versions of the libraries that
-wrote it. Anything else (another weights file, an upgraded onnxruntime) misses the cache
+shipped ONNX file, the precision, the version of the passes that rewrite it and the
+versions of the libraries that wrote it. Anything else (new weights, an upgraded onnxruntime) misses the cache
 and builds afresh, so a stale file is never loaded. Files are written to a temporary name
 and renamed, so two processes building at once, or a build killed half-way, never leave a
 truncated file under a real name.
@@ -15,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-# Bump when the exported graph changes for the same weights.
-EXPORTER_VERSION = 1
+# Bump when a pass (int8, norm variants, float16, pad/crop) writes another file from the same export.
+EXPORTER_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -28,9 +29,10 @@ def cache_dir() -> Path:
 
 
 def weights_digest(model: str) -> str:
-    from vidstyle.models import WEIGHTS_DIR
+    """A digest of the network's shipped ONNX file: its weights and its graph."""
+    from vidstyle.models import onnx_file
 
-    return hashlib.sha256((WEIGHTS_DIR / f"{model}.npz").read_bytes()).hexdigest()[:16]
+    return hashlib.sha256(onnx_file(model).read_bytes()).hexdigest()[:16]
 
 
 def key(model: str, precision: str, **parts: str) -> str:

@@ -1,21 +1,23 @@
-"""Keras stylizer -> ONNX, written from the Keras graph itself.
+"""Keras networks -> ONNX, written from the Keras graph itself.
 
-The exported graph takes what every engine takes: ``image`` uint8 (N, H, W, 3) with
-N, H and W free, and ``style`` float32 (D,) shared by the batch; it returns ``stylized``
-uint8 (N, H, W, 3). Conversion to float and back happens inside the graph, so the
-runtime fuses it instead of the host touching every pixel four times.
+``export(stylizer)``: the graph every engine runs takes ``image`` uint8 (N, H, W, 3)
+with N, H and W free, and ``style`` float32 (D,) shared by the batch; it returns
+``stylized`` uint8 (N, H, W, 3). Conversion to float and back happens inside the graph,
+so the runtime fuses it instead of the host touching every pixel four times.
+``export_predictor(predictor)``: ``image`` uint8 (N, 256, 256, 3) -> ``style_vector``
+float32 (N, D), the style predictor's embedding of a picture.
 
-Only the layer kinds the transformers use are converted (a walk over the functional
+Only the layer kinds these networks use are converted (a walk over the functional
 graph, one ONNX node or a few per layer); anything else is an error naming the layer,
 never a silently different network. Conditional instance norm becomes one
 ``InstanceNormalization`` whose scale and bias are the style's mix of the per-style
 tables (a (1, D) x (D, C) product inside the graph): one fused kernel instead of the
-mean / variance / normalise chain of elementwise ops.
+mean / variance / normalise chain of elementwise ops. The variants region recompute
+runs are made from this graph by :mod:`vidstyle.engines.export.norm_variants`.
 
-Two variants serve region recompute (``norms``): ``"stats"`` also returns each norm
-layer's per-channel mean and variance (outputs ``norm{i}.mean`` / ``norm{i}.var``,
-(N, C)); ``"frozen"`` takes them as inputs ((C,) each) instead of measuring its input,
-so the network becomes local and a crop comes out as the whole frame did there.
+The output is deterministic (node names count up, weights are the Keras ones), so the
+files shipped in ``vidstyle/models/onnx`` can be checked byte for byte against a
+fresh export (``python -m tools.export_onnx --check``).
 """
 from __future__ import annotations
 
@@ -26,19 +28,12 @@ from vidstyle.errors import EngineError
 OPSET = 17
 
 
-NORMS = ("plain", "stats", "frozen")
-
-
 class _Graph:
-    def __init__(self, norms: str = "plain"):
+    def __init__(self):
         from onnx import helper
 
         self.helper = helper
-        self.norms = norms
         self.nodes, self.inits, self._n = [], [], 0
-        self.norm_count = 0
-        self.outputs: list[tuple[str, str]] = []  # (graph name, internal name) of extra outputs
-        self.inputs: list[tuple[str, int]] = []  # (graph name, channels) of extra inputs
 
     def name(self, hint: str) -> str:
         self._n += 1
@@ -73,27 +68,6 @@ def _norm_params(g: _Graph, layer, style: str) -> tuple[str, str]:
     return g.op("Reshape", [gamma, flat], "scale"), g.op("Reshape", [beta, flat], "bias")
 
 
-def _norm(g: _Graph, x: str, scale: str, bias: str, eps: float, channels: int) -> str:
-    """Instance norm of ``x`` (N, C, H, W); with frozen statistics, the given ones."""
-    i = g.norm_count
-    g.norm_count += 1
-    if g.norms == "frozen":
-        mean, var = f"norm{i}.mean", f"norm{i}.var"
-        g.inputs += [(mean, channels), (var, channels)]
-        column = g.const(np.array([1, -1, 1, 1], np.int64), "column")
-        gain = g.op("Div", [scale, g.op("Sqrt", [g.op("Add", [var, g.const(np.float32(eps), "eps")], "v")], "sd")],
-                    "gain")
-        centred = g.op("Sub", [x, g.op("Reshape", [mean, column], "m")], "centred")
-        return g.op("Add", [g.op("Mul", [centred, g.op("Reshape", [gain, column], "k")], "scaled"),
-                            g.op("Reshape", [bias, column], "b")], "norm")
-    if g.norms == "stats":
-        mean = g.op("ReduceMean", [x], "mean", axes=[2, 3], keepdims=0)
-        centred = g.op("Sub", [x, g.op("ReduceMean", [x], "mean4", axes=[2, 3], keepdims=1)], "centred")
-        var = g.op("ReduceMean", [g.op("Mul", [centred, centred], "sq")], "var", axes=[2, 3], keepdims=0)
-        g.outputs += [(f"norm{i}.mean", mean), (f"norm{i}.var", var)]
-    return g.op("InstanceNormalization", [x, scale, bias], "norm", epsilon=eps)
-
-
 def _activation(g: _Graph, kind: str, x: str, layer) -> str:
     if kind == "relu":
         return g.op("Relu", [x], "relu")
@@ -104,7 +78,43 @@ def _activation(g: _Graph, kind: str, x: str, layer) -> str:
     raise EngineError(f"cannot export layer {layer.name}: activation {kind!r}")
 
 
-def _convert(g: _Graph, layer, inputs: list[str], style: str) -> str:
+def _same_pads(layer, shape) -> list[int]:
+    """ONNX pads (top, left, bottom, right) for Keras "same" padding on a known input size:
+    TensorFlow puts the odd pixel after, which ONNX's SAME_UPPER does too, but explicit pads
+    keep the file independent of how a runtime reads auto_pad."""
+    if shape[1] is None or shape[2] is None:
+        raise EngineError(f"cannot export layer {layer.name}: 'same' padding needs a fixed input size")
+    before, after = [], []
+    for n, k, s in zip(shape[1:3], layer.kernel_size, layer.strides):
+        total = max((-(-n // s) - 1) * s + k - n, 0)
+        before.append(total // 2)
+        after.append(total - total // 2)
+    return before + after
+
+
+def _conv(g: _Graph, layer, x: str, shape, depthwise: bool) -> str:
+    if layer.padding not in ("valid", "same") or tuple(layer.dilation_rate) != (1, 1):
+        raise EngineError(f"cannot export layer {layer.name}: only valid or same, undilated convolutions")
+    if depthwise:
+        kernel = np.asarray(layer.kernel, np.float32)  # (kh, kw, C, multiplier)
+        kh, kw, c, m = kernel.shape
+        kernel, groups = kernel.transpose(2, 3, 0, 1).reshape(c * m, 1, kh, kw), c
+    else:
+        if layer.groups != 1:
+            raise EngineError(f"cannot export layer {layer.name}: only ungrouped convolutions")
+        kernel, groups = np.asarray(layer.kernel, np.float32).transpose(3, 2, 0, 1), 1  # HWIO -> OIHW
+    args = [x, g.const(kernel, f"{layer.name}.w")]
+    if layer.use_bias:
+        args.append(g.const(np.asarray(layer.bias, np.float32), f"{layer.name}.b"))
+    attrs = {"kernel_shape": list(kernel.shape[2:]), "strides": list(layer.strides)}
+    if groups != 1:
+        attrs["group"] = groups
+    if layer.padding == "same":
+        attrs["pads"] = _same_pads(layer, shape)
+    return _activation(g, layer.activation.__name__, g.op("Conv", args, "conv", **attrs), layer)
+
+
+def _convert(g: _Graph, layer, inputs: list[str], shapes: list, style: str | None) -> str:
     from keras import layers as L
 
     from vidstyle.models.layers import ConditionalInstanceNorm, ReflectPad, StyleNorm
@@ -113,23 +123,16 @@ def _convert(g: _Graph, layer, inputs: list[str], style: str) -> str:
         p = layer.pad
         return g.op("Pad", [inputs[0], g.const(np.array([0, 0, p, p, 0, 0, p, p], np.int64), "pads")], "pad",
                     mode="reflect")
-    if isinstance(layer, L.Conv2D) and type(layer) is L.Conv2D:
-        if layer.padding != "valid" or layer.groups != 1 or tuple(layer.dilation_rate) != (1, 1):
-            raise EngineError(f"cannot export layer {layer.name}: only valid, ungrouped, undilated convolutions")
-        kernel = np.asarray(layer.kernel, np.float32).transpose(3, 2, 0, 1)  # HWIO -> OIHW
-        args = [inputs[0], g.const(kernel, f"{layer.name}.w")]
-        if layer.use_bias:
-            args.append(g.const(np.asarray(layer.bias, np.float32), f"{layer.name}.b"))
-        y = g.op("Conv", args, "conv", kernel_shape=list(kernel.shape[2:]), strides=list(layer.strides))
-        return _activation(g, layer.activation.__name__, y, layer)
-    if isinstance(layer, (ConditionalInstanceNorm, StyleNorm)):
+    if type(layer) in (L.Conv2D, L.DepthwiseConv2D):
+        return _conv(g, layer, inputs[0], shapes[0], depthwise=type(layer) is L.DepthwiseConv2D)
+    if isinstance(layer, (ConditionalInstanceNorm, StyleNorm)) and style is not None:
         scale, bias = _norm_params(g, layer, style)
-        channels = (layer.gamma if isinstance(layer, ConditionalInstanceNorm) else layer.gamma_bias).shape[-1]
-        return _norm(g, inputs[0], scale, bias, float(layer.eps), int(channels))
-    if isinstance(layer, L.ReLU):
-        if layer.max_value is None and not layer.negative_slope and not layer.threshold:
+        return g.op("InstanceNormalization", [inputs[0], scale, bias], "norm", epsilon=float(layer.eps))
+    if isinstance(layer, L.ReLU) and not layer.negative_slope and not layer.threshold:
+        if layer.max_value is None:
             return g.op("Relu", [inputs[0]], "relu")
-        raise EngineError(f"cannot export layer {layer.name}: only a plain ReLU")
+        return g.op("Clip", [inputs[0], g.const(np.float32(0), "zero"), g.const(np.float32(layer.max_value), "max")],
+                    "relu_max")
     if isinstance(layer, L.Activation):
         return _activation(g, layer.activation.__name__, inputs[0], layer)
     if isinstance(layer, L.Add):
@@ -143,53 +146,99 @@ def _convert(g: _Graph, layer, inputs: list[str], style: str) -> str:
         # asymmetric + floor: output pixel (y, x) reads input (y // sh, x // sw), as Keras does.
         return g.op("Resize", [inputs[0], "", scales], "up", mode="nearest",
                     coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    if isinstance(layer, L.GlobalAveragePooling2D) and not layer.keepdims:
+        return g.op("ReduceMean", [inputs[0]], "pool", axes=[2, 3], keepdims=0)
+    if type(layer) is L.Dense:
+        y = g.op("MatMul", [inputs[0], g.const(np.asarray(layer.kernel, np.float32), f"{layer.name}.w")], "dense")
+        if layer.use_bias:
+            y = g.op("Add", [y, g.const(np.asarray(layer.bias, np.float32), f"{layer.name}.b")], "dense_bias")
+        return _activation(g, layer.activation.__name__, y, layer)
     raise EngineError(f"cannot export layer {layer.name} ({type(layer).__name__}) to ONNX")
 
 
-def export(keras_model, name: str | None = None, norms: str = "plain"):
-    """An ``onnx.ModelProto`` computing ``keras_model`` (image in [0, 1], style) -> [0, 1]
-    on uint8 NHWC frames, as described at the top of this module."""
-    if norms not in NORMS:
-        raise ValueError(f"norms must be one of {NORMS}, not {norms!r}")
+def _onnx():
     try:
         import onnx
-        from onnx import TensorProto, helper
     except ImportError:
         raise EngineError("exporting to ONNX needs onnx: pip install onnx") from None
+    return onnx
+
+
+def _walk(g: _Graph, keras_model, names: dict, style: str | None) -> str:
+    """Convert every layer of ``keras_model`` in graph order; the name of its output."""
     from keras import layers as L
 
-    image_in, style_in = keras_model.inputs
-    dim = int(style_in.shape[-1])
-    g = _Graph(norms)
-    x = g.op("Cast", ["image"], "float", to=TensorProto.FLOAT)
-    x = g.op("Mul", [x, g.const(np.float32(1 / 255), "inv255")], "unit")
-    x = g.op("Transpose", [x], "nchw", perm=[0, 3, 1, 2])
-    style = g.op("Reshape", ["style", g.const(np.array([1, dim], np.int64), "row")], "style_row")
-    names = {id(image_in): x, id(style_in): style}
     for layer in keras_model.operations:
         if isinstance(layer, L.InputLayer):
             continue
         node = layer._inbound_nodes[0]
-        args = [names[id(t)] for t in node.arguments.keras_tensors]
-        names[id(node.outputs[0])] = _convert(g, layer, args, style)
-    y = names[id(keras_model.outputs[0])]
+        tensors = node.arguments.keras_tensors
+        names[id(node.outputs[0])] = _convert(g, layer, [names[id(t)] for t in tensors],
+                                              [t.shape for t in tensors], style)
+    return names[id(keras_model.outputs[0])]
+
+
+def _uint8_nchw(g: _Graph) -> str:
+    from onnx import TensorProto
+
+    x = g.op("Cast", ["image"], "float", to=TensorProto.FLOAT)
+    x = g.op("Mul", [x, g.const(np.float32(1 / 255), "inv255")], "unit")
+    return g.op("Transpose", [x], "nchw", perm=[0, 3, 1, 2])
+
+
+def _model(onnx, g: _Graph, name: str, inputs: list, outputs: list):
+    graph = onnx.helper.make_graph(g.nodes, name, inputs, outputs, initializer=g.inits)
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+                                   producer_name="vidstyle")
+    model.ir_version = min(model.ir_version, 9)  # runtimes a year old still load it
+    onnx.checker.check_model(model)
+    return model
+
+
+def export(keras_model, name: str | None = None):
+    """An ``onnx.ModelProto`` computing the stylizer ``keras_model`` (image in [0, 1],
+    style) -> [0, 1] on uint8 NHWC frames, as described at the top of this module."""
+    onnx = _onnx()
+    from onnx import TensorProto, helper
+
+    image_in, style_in = keras_model.inputs
+    dim = int(style_in.shape[-1])
+    g = _Graph()
+    x = _uint8_nchw(g)
+    style = g.op("Reshape", ["style", g.const(np.array([1, dim], np.int64), "row")], "style_row")
+    y = _walk(g, keras_model, {id(image_in): x, id(style_in): style}, style)
     y = g.op("Transpose", [y], "nhwc", perm=[0, 2, 3, 1])
     # floor(y * 255 + 0.5), clipped: the rounding the tf engine uses, so engines agree to the level.
     y = g.op("Floor", [g.op("Add", [g.op("Mul", [y, g.const(np.float32(255), "c255")], "scaled"),
                                    g.const(np.float32(0.5), "half")], "biased")], "rounded")
     y = g.op("Clip", [y, g.const(np.float32(0), "lo"), g.const(np.float32(255), "hi")], "clipped")
     g.nodes.append(helper.make_node("Cast", [y], ["stylized"], name="to_uint8", to=TensorProto.UINT8))
-    for public, internal in g.outputs:
-        g.nodes.append(helper.make_node("Identity", [internal], [public], name=public))
-    graph = helper.make_graph(
-        g.nodes, name or keras_model.name,
-        [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", "H", "W", 3]),
-         helper.make_tensor_value_info("style", TensorProto.FLOAT, [dim])]
-        + [helper.make_tensor_value_info(n, TensorProto.FLOAT, [c]) for n, c in g.inputs],
-        [helper.make_tensor_value_info("stylized", TensorProto.UINT8, ["N", "H", "W", 3])]
-        + [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", None]) for n, _ in g.outputs],
-        initializer=g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="vidstyle")
-    model.ir_version = min(model.ir_version, 9)  # runtimes a year old still load it
-    onnx.checker.check_model(model)
-    return model
+    return _model(onnx, g, name or keras_model.name,
+                  [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", "H", "W", 3]),
+                   helper.make_tensor_value_info("style", TensorProto.FLOAT, [dim])],
+                  [helper.make_tensor_value_info("stylized", TensorProto.UINT8, ["N", "H", "W", 3])])
+
+
+def export_predictor(keras_model, name: str | None = None):
+    """An ``onnx.ModelProto`` computing the style predictor ``keras_model`` on uint8 NHWC
+    pictures of its fixed size: ``image`` (N, S, S, 3) -> ``style_vector`` (N, D)."""
+    onnx = _onnx()
+    from onnx import TensorProto, helper
+
+    (image_in,) = keras_model.inputs
+    _, h, w, _ = image_in.shape
+    dim = int(keras_model.outputs[0].shape[-1])
+    g = _Graph()
+    y = _walk(g, keras_model, {id(image_in): _uint8_nchw(g)}, None)
+    g.nodes.append(helper.make_node("Identity", [y], ["style_vector"], name="style_vector"))
+    return _model(onnx, g, name or keras_model.name,
+                  [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", int(h), int(w), 3])],
+                  [helper.make_tensor_value_info("style_vector", TensorProto.FLOAT, ["N", dim])])
+
+
+def export_network(name: str):
+    """The ONNX model of the pretrained network ``name`` (a vidstyle.models.MODEL_NAMES
+    entry), built from its Keras definition and weights."""
+    from vidstyle.models import PREDICTORS, pretrained
+
+    return (export_predictor if name in PREDICTORS else export)(pretrained(name), name)
