@@ -215,3 +215,29 @@ def test_a_recording_is_dropped_when_the_run_fails(tmp_path, threads):
     rec.close(ok=False)
     assert list(tmp_path.iterdir()) == []
     threads.assert_back_to_start()
+
+
+def test_a_browser_viewer_with_reuse_gets_its_picture_and_keyframe_figures(threads):
+    import asyncio
+    from dataclasses import replace
+
+    from test_serve import SETTINGS, Peer, picture_a, picture_b, running, stylized
+
+    a, b = picture_a(), picture_b()
+    want = stylized(a, "7")
+
+    async def scenario(url):
+        peer = Peer(url, a)
+        try:
+            await peer.connect()
+            near = await peer.settle_on(want, [stylized(b, "7"), a, b])
+            await asyncio.sleep(1.0)  # the stats message comes every half second
+            return near, peer.stats[-1] if peer.stats else None
+        finally:
+            await peer.close()
+
+    with running(replace(SETTINGS, reuse="auto", temporal="flow")) as server:
+        near, stats = asyncio.run(scenario(server.url))
+    assert near < 25  # a still picture: its keyframes are its stylization
+    assert stats is not None and stats["keyframe_size"] == stats["size"] == "128x96" and stats["keyframe_fps"] > 0
+    threads.assert_back_to_start()

@@ -32,6 +32,7 @@ from vidstyle.errors import VidstyleError
 from vidstyle.frame import Frame
 from vidstyle.io.feed import Latest
 from vidstyle.pipeline.meter import Meter
+from vidstyle.pipeline.keyframes import fill_sizing, key_geometry, live_flow
 from vidstyle.pipeline.scheduler import run_live
 from vidstyle.pipeline.sizing import Adaptive, Fixed, for_camera
 from vidstyle.pipeline.stylizer import Stylizer, StylizeSettings
@@ -54,11 +55,24 @@ class ViewerSettings(StylizeSettings):
 
 def plan_sizing(stylizer: Stylizer, settings: ViewerSettings, content: np.ndarray) -> Fixed | Adaptive:
     """Processing size for a camera whose frames look like ``content``: ``settings.size``, or
-    a ladder calibrated on the engine as ``vidstyle live`` does. Every shape is traced here,
-    so no frame waits on a trace later."""
+    a ladder calibrated on the engine as ``vidstyle live`` does (with reuse, the fill's
+    ladder under keyframes at ``settings.size`` or 480 px). Every shape is traced here, so
+    no frame waits on a trace later."""
     height, width = content.shape[:2]
     stylizer.vector(content)  # a picture style at strength < 1 takes the content's own vector from a real frame
+    if settings.keyframes():
+        return fill_sizing(stylizer, key_geometry(width, height, settings.size), CAMERA_RATE)
     return for_camera(stylizer.run, width, height, CAMERA_RATE, settings.size)
+
+
+def _planned_for(sizing: Fixed | Adaptive | None, settings: ViewerSettings, size: tuple[int, int]) -> bool:
+    """Whether ``sizing`` (from :func:`plan_sizing`) was planned for frames of ``size``."""
+    if sizing is None:
+        return False
+    if settings.keyframes():
+        key = key_geometry(*size, settings.size)
+        return (sizing.current.src_w, sizing.current.src_h) == (key.proc_w, key.proc_h)
+    return (sizing.current.src_w, sizing.current.src_h) == size
 
 
 class StylizedTrack(MediaStreamTrack):
@@ -108,6 +122,7 @@ class Viewer:
         self.last_image: np.ndarray | None = None  # the newest camera picture the pipeline took, RGB
         self.received = self.delivered = 0
         self._stylizer, self._sizing = stylizer, None
+        self._keyframes = None  # with reuse: (policy, keyframe geometry, start) of the running pipeline
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._pipeline = None
@@ -211,14 +226,18 @@ class Viewer:
         frame_size = (first[0].width, first[0].height)
         with self._lock:
             stylizer, sizing = self._stylizer, self._sizing
-        if sizing is None or (sizing.current.src_w, sizing.current.src_h) != frame_size:
+        if not _planned_for(sizing, self.settings, frame_size):
             self.last_image = first[0].to_ndarray(format="rgb24")
             sizing = plan_sizing(stylizer, self.settings, self.last_image)
             with self._lock:
                 if self._stylizer is stylizer:  # kept (and adapting) until the style or the size changes
                     self._sizing = sizing
-        run_live(_Frames(self, first, frame_size), stylizer, sizing, self.settings.smoother(), self._present,
-                 max_age=self.settings.max_age, on_pipeline=self._on_pipeline)
+        keyframes = self.settings.keyframes(asynchronous=True)
+        key = key_geometry(*frame_size, self.settings.size) if keyframes else None
+        self._keyframes = (keyframes, key, time.monotonic()) if keyframes else None
+        run_live(_Frames(self, first, frame_size), stylizer, sizing,
+                 live_flow() if keyframes else self.settings.smoother(), self._present,
+                 max_age=self.settings.max_age, on_pipeline=self._on_pipeline, keyframes=keyframes, key=key)
 
     def _on_pipeline(self, pipeline) -> None:
         self._pipeline = pipeline
@@ -240,11 +259,17 @@ class Viewer:
 
     def _stats(self) -> dict:
         """Frames sent per second, and arrival-to-send latency, over the last two seconds."""
-        sizing = self._sizing
-        return {"fps": round(self._meter.fps, 1),
-                "latency_ms": {k: round(v, 1) for k, v in self._meter.latency_percentiles(50, 95).items()},
-                "received": self.received, "delivered": self.delivered, "style": self.style.label,
-                "size": f"{sizing.current.proc_w}x{sizing.current.proc_h}" if sizing else None}
+        sizing, keyframes = self._sizing, self._keyframes
+        stats = {"fps": round(self._meter.fps, 1),
+                 "latency_ms": {k: round(v, 1) for k, v in self._meter.latency_percentiles(50, 95).items()},
+                 "received": self.received, "delivered": self.delivered, "style": self.style.label,
+                 "size": f"{sizing.current.proc_w}x{sizing.current.proc_h}" if sizing else None}
+        if keyframes:  # the picture is the keyframes' size; "size" is the fill's
+            policy, key, since = keyframes
+            stats.update(keyframe_size=f"{key.proc_w}x{key.proc_h}",
+                         keyframe_fps=round(policy.stats.keyframes / max(1e-3, time.monotonic() - since), 1),
+                         recomputed=round(policy.stats.filled, 3))
+        return stats
 
 
 class _Frames:

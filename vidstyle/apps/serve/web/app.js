@@ -165,7 +165,11 @@ function watchRemote() {
 function readout() {
   const parts = [`shown ${shown.fps.toFixed(1)} fps`];
   if (serverStats) {
-    parts.push(`server ${serverStats.fps} fps at ${serverStats.size}, arrival→send ${serverStats.latency_ms.p50} ms (p95 ` +
+    const at = serverStats.keyframe_size
+      ? `keyframes at ${serverStats.keyframe_size} ${serverStats.keyframe_fps}/s, fill at ${serverStats.size}, ` +
+        `${(100 * serverStats.recomputed).toFixed(0)}% recomputed per frame`
+      : `at ${serverStats.size}`;
+    parts.push(`server ${serverStats.fps} fps ${at}, arrival→send ${serverStats.latency_ms.p50} ms (p95 ` +
                `${serverStats.latency_ms.p95}), ${Math.max(0, 100 * skipped).toFixed(0)}% of camera frames skipped`);
   }
   const p = window.vidstyleProbe;
