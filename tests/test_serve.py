@@ -218,6 +218,18 @@ def test_serve_refuses_options_of_a_local_camera(extra, capsys):
     assert f"drop {extra[0]}" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--max-viewers", "0"], "vidstyle: error: --max-viewers: expected 1 or more, got 0"),
+    (["--public-url", "studio.example.com"], ("vidstyle: error: --public-url: expected the page's address, such as "
+                                              "https://studio.example.com, got 'studio.example.com'")),
+])
+def test_serve_limits_are_checked_before_any_slow_work(extra, message, capsys):
+    from vidstyle.apps.cli import main
+
+    assert main(["live", "--serve", "127.0.0.1:0", *extra]) == 1
+    assert capsys.readouterr().err.strip() == message
+
+
 # --- frames handed to the decoder ----------------------------------------------------------------
 
 def rtp(seq: int, timestamp: int, marker: bool):
@@ -456,6 +468,10 @@ def test_the_command_serves_until_a_signal_then_exits_cleanly(sig, tmp_path):
             assert json.load(response)["builtins"] == list(range(26))
         with urllib.request.urlopen(match[1], timeout=10) as response:
             assert b"<video id=\"remote\"" in response.read()
+        port = int(match[1].rsplit(":", 1)[1].strip("/"))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:  # a malformed request line
+            sock.sendall(b"GET / HTTP/9.9\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.0 400 ")
         process.send_signal(sig)
         out, err = process.communicate(timeout=30)
     finally:
@@ -464,3 +480,5 @@ def test_the_command_serves_until_a_signal_then_exits_cleanly(sig, tmp_path):
             process.communicate()
     assert process.returncode == 0, err
     assert "Traceback" not in err and out == "", (out, err)
+    bad_line = "vidstyle: bad request from 127.0.0.1: Bad status line: Invalid HTTP version: b'GET / HTTP/9.9'"
+    assert err.splitlines() == [bad_line], err

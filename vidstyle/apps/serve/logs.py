@@ -30,7 +30,11 @@ class RequestErrors(logging.LoggerAdapter):
     def exception(self, msg, *args, exc_info=True, **kwargs):
         exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
         if isinstance(exc, HttpProcessingError):
-            self.warning("bad request: " + msg + ": %s", *args, one_line(exc.message or exc), **kwargs)
+            # aiohttp's words: "Error handling request from %s"; its message points at the
+            # offending byte with a caret on a line of its own.
+            where = msg.replace("Error handling request", "bad request", 1)
+            words = [line for line in str(exc.message or exc).splitlines() if line.strip(" ^")]
+            self.warning(where + ": %s", *args, one_line(" ".join(words)), **kwargs)
         else:
             self.logger.error(msg, *args, exc_info=exc_info, **kwargs)
 
