@@ -33,6 +33,7 @@ from aiortc.mediastreams import MediaStreamError  # noqa: E402
 import av  # noqa: E402
 
 from media import draw_frame  # noqa: E402
+from test_serve_pictures import png_declaring  # noqa: E402
 from vidstyle.processing import styles  # noqa: E402
 from vidstyle.errors import VidstyleError  # noqa: E402
 from vidstyle.apps.serve.server import _listen, parse_address, running  # noqa: E402
@@ -311,6 +312,11 @@ def test_a_viewer_switches_styles_and_uploads_a_picture(tmp_path, threads):
             assert bad["error"].startswith("not a picture")
             big = await peer.post(f"viewers/{peer.viewer}/picture", expect=413, data=b"\0" * (9 * 2**20))
             assert big["error"] == "the picture is larger than 8 MB"
+            bomb = await peer.post(f"viewers/{peer.viewer}/picture", expect=413, data=png_declaring(30000, 30000))
+            assert bomb["error"] == "the PNG declares 30000x30000 pixels (900 MP); the server takes pictures up to 40 MP"
+            empty = await peer.post(f"viewers/{peer.viewer}/picture", expect=400,
+                                    data=png_declaring(64, 64, rows=False))
+            assert empty["error"].startswith("cannot decode the PNG")
             for style in (26, "7.5", "/etc/passwd", True):
                 await peer.post(f"viewers/{peer.viewer}/style", expect=400, json={"style": style})
             await peer.post("viewers/nobody/style", expect=404, json={"style": 3})

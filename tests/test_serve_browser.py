@@ -125,3 +125,36 @@ def test_the_page_shows_the_camera_stylized(tmp_path, threads):
             time.sleep(0.05)
         assert not server.viewers
     assert threading.active_count() == threads.start, threads.leaked()
+
+
+@pytest.mark.slow
+def test_a_page_beyond_the_viewer_limit_says_the_server_is_busy(threads):
+    """The second page of a server that takes one viewer shows why it gets nothing; once the
+    first page closes, a reload connects."""
+    from benchmarks.serve_probe import chromium
+    from vidstyle.apps.serve.limits import Limits
+    from vidstyle.apps.serve.server import running
+    from vidstyle.apps.serve.viewer import ViewerSettings
+
+    connected = "(window.vidstyleServerStats || {}).delivered > 0"
+    with running(ViewerSettings(size=SIZE, temporal="off"), limits=Limits(max_viewers=1)) as server, \
+            chromium() as browser:
+        first, second = browser.new_page(), browser.new_page()
+        first.goto(server.url)
+        first.wait_for_function(connected, timeout=30_000, polling=100)
+        second.goto(server.url)
+        second.wait_for_function("document.getElementById('status').className === 'error'", timeout=20_000)
+        assert second.text_content("#status") == ("the server is busy: it serves at most 1 viewer(s) at once; "
+                                                  "try again when one leaves")
+        first.close()
+        deadline = time.monotonic() + 15
+        while server.viewers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second.reload()
+        second.wait_for_function(connected, timeout=30_000, polling=100)
+        second.close()
+        deadline = time.monotonic() + 15
+        while server.viewers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not server.viewers
+    assert threading.active_count() == threads.start, threads.leaked()
