@@ -119,8 +119,6 @@ def test_fp16_model_types(fp16_model):
     for n in nodes:  # Resize's scales stay float32
         if n.op_type == "Resize":
             assert kind[n.input[2]] == FLOAT
-    names = fp16.float32_node_names(fp16_model.graph)
-    assert {n.name for n in norms} <= names and not {n.name for n in convs} & names
 
 
 def test_fp16_model_numbers_on_real_frames(fp32_model, fp16_model):
@@ -201,6 +199,64 @@ def test_missing_cuda_provider_is_one_line():
     assert "\n" not in str(err.value)
     with pytest.raises(EngineError, match="no CUDAExecutionProvider"):
         ort_engine.ORTEngine("multistyle26", device="cuda")
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_onnxruntime_cuda_session_options(monkeypatch):
+    """The CUDA provider is asked for heuristic cuDNN algorithm choice; this CPU-only
+    onnxruntime then starts without it, which the engine reports instead of running on the CPU."""
+    monkeypatch.setattr(ort_engine, "cuda_provider_available", lambda: True)
+    assert ort_engine.providers("cuda") == [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}),
+                                            "CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    seen = []
+    real = ort.InferenceSession
+    monkeypatch.setattr(ort, "InferenceSession", lambda *a, **k: seen.append(k["providers"]) or real(*a, **k))
+    with pytest.raises(EngineError, match="could not start its CUDA provider"):
+        ort_engine.ORTEngine("multistyle26", device="cuda")
+    assert seen == [ort_engine.providers("cuda")]
+
+
+def test_onnxruntime_cuda_runs_through_io_binding(fp32_model):
+    class Binding:
+        def __init__(self, log, out):
+            self.log, self.out = log, out
+
+        def bind_cpu_input(self, name, value):
+            self.log.append(("input", name, value.dtype.name, value.shape))
+
+        def bind_output(self, name, device):
+            self.log.append(("output", name, device))
+
+        def copy_outputs_to_cpu(self):
+            self.log.append(("copy",))
+            return [self.out]
+
+    class Session:
+        def __init__(self):
+            self.log = []
+
+        def io_binding(self):
+            return Binding(self.log, np.zeros((2, 8, 12, 3), np.uint8))
+
+        def run_with_iobinding(self, binding):
+            self.log.append(("run",))
+
+        def run(self, *a):
+            pytest.fail("plain run on cuda")
+
+    engine = object.__new__(ort_engine.ORTEngine)
+    engine.device = "cuda"
+    session = Session()
+    out = engine._infer(session, frames(2), STYLE)
+    assert out.shape == (2, 8, 12, 3)
+    assert session.log == [("input", "image", "uint8", (2, 8, 12, 3)), ("input", "style", "float32", (26,)),
+                           ("output", "stylized", "cuda"), ("run",), ("copy",)]
+    # The same binding on the CPU provider computes what a plain run does.
+    real = ort.InferenceSession(fp32_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {"image": frames(2, 16, 16), "style": STYLE}
+    np.testing.assert_array_equal(ort_engine.bound_run(real, feeds, "stylized", "cpu"), real.run(None, feeds)[0])
 
 
 def test_precisions_per_engine():
@@ -317,20 +373,87 @@ def test_pad_and_crop_inside_the_plan_match_the_cpu_pipeline(fp32_model):
         trt_engine.with_pad_crop(raw, 2, 30)
 
 
-def test_fp16_builder_flag_choice():
-    assert trt_engine.fp16_flag(types.SimpleNamespace(BuilderFlag=types.SimpleNamespace(FP16=1)))
-    assert not trt_engine.fp16_flag(types.SimpleNamespace(BuilderFlag=types.SimpleNamespace()))
+class FakeBuilderTRT:
+    """In place of the tensorrt module for build_plan: records the network flags, the
+    builder-config flags, the parsed ONNX bytes and the profile."""
+
+    __version__ = "10.16.1"
+    NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=1)
+    BuilderFlag = types.SimpleNamespace(FP16=0, TF32=6)
+
+    def __init__(self):
+        self.log = []
+        log = self.log
+
+        class Config:
+            def set_flag(self, flag):
+                log.append(("set_flag", flag))
+
+            def clear_flag(self, flag):
+                log.append(("clear_flag", flag))
+
+            def add_optimization_profile(self, profile):
+                log.append(("profile", profile.shape))
+
+        class Profile:
+            def set_shape(self, name, low, opt, high):
+                self.shape = (name, low, opt, high)
+
+        class Builder:
+            def __init__(self, logger):
+                pass
+
+            def create_network(self, flags):
+                log.append(("network_flags", flags))
+                return "network"
+
+            def create_builder_config(self):
+                return Config()
+
+            def create_optimization_profile(self):
+                return Profile()
+
+            def build_serialized_network(self, network, config):
+                return b"plan"
+
+        class OnnxParser:
+            num_errors = 0
+
+            def __init__(self, network, logger):
+                pass
+
+            def parse(self, data):
+                log.append(("parsed", data))
+                return True
+
+        self.Builder, self.OnnxParser = Builder, OnnxParser
 
 
-def test_pinned_layer_names():
-    keep = {"norm_12", "clipped_300"}
-    assert trt_engine.pinned_layer("norm_12", keep)
-    assert trt_engine.pinned_layer("/norm_12", keep)
-    assert trt_engine.pinned_layer("node_of_norm_12", keep)
-    assert trt_engine.pinned_layer("norm_12_output_cast", keep)
-    assert not trt_engine.pinned_layer("norm_123", keep)
-    assert not trt_engine.pinned_layer("xnorm_12", keep)
-    assert not trt_engine.pinned_layer("conv_13", keep)
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_plans_are_strongly_typed_with_tf32_off(fp32_model, precision):
+    trt = FakeBuilderTRT()
+    raw = fp32_model.SerializeToString()
+    plan = trt_engine.build_plan(trt, None, raw, precision, 8, 720, 1280, "multistyle26")
+    assert plan == b"plan"
+    log = {k: v for k, v, *_ in trt.log}
+    assert log["network_flags"] == 1 << 1  # STRONGLY_TYPED, and nothing else
+    assert ("clear_flag", trt.BuilderFlag.TF32) in trt.log
+    assert not [c for c in trt.log if c[0] == "set_flag"]  # no FP16 flag: the file states the types
+    assert log["profile"] == ("image", (1, 720, 1280, 3), (8, 720, 1280, 3), (8, 720, 1280, 3))
+    parsed = onnx.ModelProto.FromString(log["parsed"])
+    halves = [i for i in parsed.graph.initializer if i.data_type == HALF]
+    if precision == "fp16":
+        assert halves and any(n.op_type == "InstanceNormalization" for n in parsed.graph.node)
+    else:
+        assert log["parsed"] == raw and not halves
+
+
+def test_a_tensorrt_without_strong_typing_is_one_line(fp32_model):
+    trt = FakeBuilderTRT()
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace()
+    with pytest.raises(EngineError, match="needs TensorRT 10 or later") as err:
+        trt_engine.build_plan(trt, None, fp32_model.SerializeToString(), "fp16", 8, 48, 64, "multistyle26")
+    assert "\n" not in str(err.value)
 
 
 class HostCuda:
@@ -364,6 +487,12 @@ class HostCuda:
     def event(self):
         return f"event{next(self.ids)}"
 
+    def destroy_stream(self, stream):
+        self.calls.append(("destroy_stream", int(stream)))
+
+    def destroy_event(self, event):
+        self.calls.append(("destroy_event", event))
+
     def record(self, event, stream):
         self.calls.append(("record", event, int(stream)))
 
@@ -387,13 +516,16 @@ class FakeContext:
 
     def __init__(self, dim, log):
         self.dim, self.log, self.shape, self.ptr = dim, log, None, {}
+        self.refuse = set()  # names whose set_* call answers False, as TensorRT does on a bad value
 
     def set_input_shape(self, name, shape):
         assert name == "image"
         self.shape = shape
+        return "shape" not in self.refuse
 
     def set_tensor_address(self, name, ptr):
         self.ptr[name] = ptr
+        return name not in self.refuse
 
     def execute_async_v3(self, stream):
         n = int(np.prod(self.shape))
@@ -466,6 +598,55 @@ def test_batches_above_the_profile_run_in_chunks_and_mixed_styles_apart():
     np.testing.assert_array_equal(eng.run(small, rows), expect(small, rows))
     eng.close()
     assert runner.slots == [] and ("free",) in cuda.calls
+
+
+def test_close_destroys_every_stream_and_event():
+    eng, runner, cuda = host_engine()
+    streams = {int(runner.up), int(runner.compute), int(runner.down)}
+    events = {e for slot in runner.slots for e in slot.events()}
+    eng.run(frames(2), STYLE)
+    eng.close()
+    assert {c[1] for c in cuda.calls if c[0] == "destroy_stream"} == streams
+    assert sorted(c[1] for c in cuda.calls if c[0] == "destroy_event") == sorted(events) and len(events) == 6
+    assert [c for c in cuda.calls if c[0] == "free"] == [("free",)] * 12  # 6 buffers a slot
+
+
+@pytest.mark.parametrize("refused, message", [("shape", "input shape 2x8x12x3"), ("image", "address of 'image'"),
+                                              ("style", "address of 'style'"), ("stylized", "address of 'stylized'")])
+def test_a_refused_shape_or_address_is_an_error_before_the_enqueue(refused, message):
+    eng, runner, cuda = host_engine()
+    runner.context.refuse.add(refused)
+    with pytest.raises(EngineError, match=message):
+        eng.run(frames(2), STYLE)
+    assert not [c for c in cuda.calls if c[0] == "execute"]
+
+
+def test_result_reads_the_slot_under_the_runners_lock():
+    eng, runner, cuda = host_engine()
+
+    class Watched:
+        """The runner's lock, recording whether sync and the copy happen while it is held."""
+
+        def __init__(self, lock):
+            self.lock, self.held = lock, 0
+
+        def __enter__(self):
+            self.lock.acquire()
+            self.held += 1
+
+        def __exit__(self, *exc):
+            self.held -= 1
+            self.lock.release()
+
+    watched = Watched(runner.lock)
+    runner.lock = watched
+    (pending,) = eng.submit(frames(2), STYLE)
+    seen = []
+    sync = cuda.sync
+    cuda.sync = lambda event: (seen.append(watched.held), sync(event))
+    pending.result()
+    assert seen and all(held > 0 for held in seen)
+    assert runner.slots[0].pending is None
 
 
 # --- the device check script's CPU-computable steps ------------------------------------------

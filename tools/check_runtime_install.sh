@@ -14,10 +14,16 @@ VENV="${1:-/tmp/vidstyle-runtime-venv}"
 PY="${PYTHON:-python3}"
 SIZE="${SIZE:-320}"
 
+# Installed from a copy of the working tree (files git tracks or would track): a build
+# inside the checkout would leave build/ there, and stale files in it reach the wheel.
+SRC="$(mktemp -d)"
+(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard \
+    | tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -xf - -C "$SRC"
 rm -rf "$VENV"
 "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet "$ROOT"
+"$VENV/bin/python" -m pip install --quiet "$SRC"
+rm -rf "$SRC"
 echo "venv size: $(du -sh "$VENV" | cut -f1) ($VENV, $("$VENV/bin/python" -V))"
 echo "largest packages:"
 du -sh "$VENV"/lib/python3*/site-packages/* | sort -h | tail -6 | sed 's/^/  /'

@@ -65,6 +65,12 @@ class _CudaRuntime:
     def event(self):
         return self._ok(self.rt.cudaEventCreateWithFlags(self.rt.cudaEventDisableTiming))
 
+    def destroy_stream(self, stream) -> None:
+        self._ok(self.rt.cudaStreamDestroy(int(stream)))
+
+    def destroy_event(self, event) -> None:
+        self._ok(self.rt.cudaEventDestroy(event))
+
     def record(self, event, stream) -> None:
         self._ok(self.rt.cudaEventRecord(event, stream))
 
@@ -110,6 +116,12 @@ class _Cupy:
 
     def event(self):
         return self.rt.eventCreateWithFlags(2)  # cudaEventDisableTiming
+
+    def destroy_stream(self, stream) -> None:
+        self.rt.streamDestroy(int(stream))
+
+    def destroy_event(self, event) -> None:
+        self.rt.eventDestroy(event)
 
     def record(self, event, stream) -> None:
         self.rt.eventRecord(event, int(stream))
@@ -159,6 +171,13 @@ class _Torch:
 
     def event(self):
         return self.torch.cuda.Event()
+
+    # torch frees its streams and events when the last reference goes.
+    def destroy_stream(self, stream) -> None:
+        pass
+
+    def destroy_event(self, event) -> None:
+        pass
 
     def record(self, event, stream) -> None:
         event.record(stream)

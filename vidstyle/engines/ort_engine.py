@@ -5,7 +5,10 @@ The exported file is cached on disk (:mod:`vidstyle.engines.export.model_cache`)
 the first run of a network at a precision pays for the export (about a second) or the
 int8 calibration (about ten seconds). One session serves every frame size: the graph's
 N, H and W are free, and onnxruntime plans each new shape on its first run. On the CPU
-with ``threads`` 0 the frames of a batch run side by side, one per core.
+with ``threads`` 0 the frames of a batch run side by side, one per core. On CUDA the
+session picks cuDNN's convolution algorithms by heuristics (the default benchmarks every
+algorithm on each new shape) and runs through I/O binding: the uint8 frames are bound
+from host memory and the output is bound on the device and copied back once.
 """
 from __future__ import annotations
 
@@ -21,12 +24,14 @@ from vidstyle.errors import EngineError
 
 PRECISIONS = ("fp32", "int8")
 DEVICES = ("cpu", "cuda")
-CUDA_PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+# EXHAUSTIVE, onnxruntime's default, times every cuDNN algorithm for each new input shape:
+# seconds on the first batch of every frame size (and again whenever live sizing moves).
+CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
 
 
-def providers(device: str) -> list[str]:
-    """The execution providers for ``device``: on cuda, CUDA first with the CPU for any
-    node CUDA lacks; a one-line error when this onnxruntime has no CUDA provider."""
+def providers(device: str) -> list:
+    """The execution providers for ``device``: on cuda, CUDA (with CUDA_OPTIONS) first and
+    the CPU for any node CUDA lacks; a one-line error when this onnxruntime has no CUDA provider."""
     if device not in DEVICES:
         raise EngineError(f"the onnxruntime engine runs on {' or '.join(DEVICES)}, not {device}")
     if device == "cpu":
@@ -40,7 +45,18 @@ def providers(device: str) -> list[str]:
             preload()
         except Exception:  # noqa: BLE001 - system libraries may still be found; the session says if not
             pass
-    return list(CUDA_PROVIDERS)
+    return [("CUDAExecutionProvider", dict(CUDA_OPTIONS)), "CPUExecutionProvider"]
+
+
+def bound_run(session, feeds: dict[str, np.ndarray], output: str, device: str) -> np.ndarray:
+    """``session.run`` through I/O binding: inputs bound from host arrays, ``output`` bound
+    on ``device`` ("cpu" or "cuda") and copied to the host once at the end."""
+    binding = session.io_binding()
+    for name, value in feeds.items():
+        binding.bind_cpu_input(name, np.ascontiguousarray(value))
+    binding.bind_output(output, device)
+    session.run_with_iobinding(binding)
+    return binding.copy_outputs_to_cpu()[0]
 
 
 class ORTEngine(RunsNow):
@@ -74,7 +90,7 @@ class ORTEngine(RunsNow):
                               "missing or no usable GPU); see docs/gpu.md")
 
     @staticmethod
-    def _session(path, threads: int, providers: list[str] | None = None):
+    def _session(path, threads: int, providers: list | None = None):
         ort = onnxruntime()
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
@@ -101,9 +117,11 @@ class ORTEngine(RunsNow):
             return np.concatenate([self._infer(self._wide, batch[i:i + 1], rows[i]) for i in range(n)])
         return self._in_lanes(batch, rows if not uniform else np.broadcast_to(rows[:1], (n, rows.shape[1])))
 
-    @staticmethod
-    def _infer(session, images: np.ndarray, style: np.ndarray) -> np.ndarray:
-        return session.run(None, {"image": images, "style": np.ascontiguousarray(style)})[0]
+    def _infer(self, session, images: np.ndarray, style: np.ndarray) -> np.ndarray:
+        feeds = {"image": images, "style": np.ascontiguousarray(style)}
+        if self.device == "cpu":
+            return session.run(None, feeds)[0]
+        return bound_run(session, feeds, "stylized", self.device)
 
     def _in_lanes(self, batch: np.ndarray, rows: np.ndarray) -> np.ndarray:
         out = np.empty_like(batch)

@@ -8,10 +8,11 @@
 - One plan per frame size, with an optimisation profile for batch 1..B (B: ``max_batch``,
   by default ``VIDSTYLE_TRT_MAX_BATCH`` or 8). A batch larger than B runs as several
   chunks, pipelined.
-- FP16: TensorRT 10 through the builder's FP16 flag, with the instance norms, the style
-  path and the output tail pinned to float32 (the same split export/fp16.py writes); TensorRT
-  11 has no FP16 flag and builds a strongly typed network from the float16 ONNX of
-  export/fp16.py. FP32: the float32 ONNX with TF32 switched off.
+- Every plan is a strongly typed network (TensorRT 10 and 11 alike): it computes in the
+  types its ONNX file states. FP16 builds from the float16 ONNX of export/fp16.py
+  (float16 convolutions, float32 instance-norm statistics, style path and output tail);
+  FP32 from the float32 export. TF32 is off in both, so what the file says is float32
+  is float32.
 - Serialized plans are cached on disk (export/model_cache.py) under ``plan_key``: the weights
   hash, the TensorRT version, the GPU name, the precision and the shape profile.
 - Transfers: pinned host buffers, one non-default stream each for upload, inference and
@@ -77,9 +78,6 @@ def plan_key(model: str, precision: str, trt_version: str, gpu_name: str, max_ba
                            profile=f"b1-{max_batch}_{height}x{width}")
 
 
-# --- CUDA memory, streams and events: one small adapter per binding ----------------------
-
-
 # --- building ------------------------------------------------------------------------------
 
 
@@ -140,61 +138,29 @@ def _logger(trt):
     return Logger()
 
 
-def pinned_layer(layer_name: str, node_names: set[str]) -> bool:
-    """Whether a TensorRT layer comes from one of ``node_names``: the ONNX parser names a
-    layer after its node, sometimes with a prefix or a suffix ("/norm_12", "node_of_norm_12",
-    "norm_12_cast"), so a name matches whole ("norm_1" is not "norm_12")."""
-    for name in node_names:
-        start = layer_name.find(name)
-        while start >= 0:
-            before = layer_name[start - 1] if start else ""
-            after = layer_name[start + len(name):start + len(name) + 1]
-            if not before.isalnum() and not after.isdigit():
-                return True
-            start = layer_name.find(name, start + 1)
-    return False
-
-
-def fp16_flag(trt) -> bool:
-    """Whether this TensorRT has the FP16 builder flag (10.x; 11 builds strongly typed)."""
-    return hasattr(trt.BuilderFlag, "FP16")
-
-
 def build_plan(trt, logger, onnx_bytes: bytes, precision: str, max_batch: int, height: int, width: int,
                label: str) -> bytes:
-    """A serialized plan of ``onnx_bytes`` for batch 1..max_batch at height x width."""
-    import onnx
-
-    from vidstyle.engines.export.fp16 import float32_node_names, fp16_bytes
+    """A serialized plan of ``onnx_bytes`` (the float32 export) for batch 1..max_batch at
+    height x width, strongly typed, from the float16 ONNX for fp16, with TF32 off."""
+    from vidstyle.engines.export.fp16 import fp16_bytes
 
     what = f"the {label} engine ({precision}, {width}x{height}, batch 1..{max_batch})"
-    strongly_typed = precision == "fp16" and not fp16_flag(trt)
-    if strongly_typed:
+    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if strongly_typed is None:
+        raise EngineError(f"TensorRT {getattr(trt, '__version__', '')} cannot build strongly typed networks: "
+                          "the tensorrt engine needs TensorRT 10 or later")
+    if precision == "fp16":
         onnx_bytes = fp16_bytes(onnx_bytes)
     builder = trt.Builder(logger)
-    flags = 0
-    if strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    network = builder.create_network(flags)
+    network = builder.create_network(1 << int(strongly_typed))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_bytes):
         first = parser.get_error(0).desc() if parser.num_errors else logger.last_error
         raise EngineError(f"TensorRT cannot parse {what}: {first}")
     config = builder.create_builder_config()
-    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
-        config.clear_flag(trt.BuilderFlag.TF32)  # fp32 means float32, not TensorFloat-32
-    if precision == "fp16" and not strongly_typed:
-        config.set_flag(trt.BuilderFlag.FP16)
-        keep = float32_node_names(onnx.ModelProto.FromString(onnx_bytes).graph)
-        floats = (trt.float32, trt.float16)
-        for i in range(network.num_layers):
-            layer = network.get_layer(i)
-            if pinned_layer(layer.name, keep) and layer.num_outputs \
-                    and layer.get_output(0).dtype in floats:
-                layer.precision = trt.float32
-                for k in range(layer.num_outputs):
-                    layer.set_output_type(k, trt.float32)
-        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+    # TF32 is on by default and would round the float32 layers' inputs (the norm statistics
+    # of fp16 plans, everything in fp32 plans) to 10-bit mantissas.
+    config.clear_flag(trt.BuilderFlag.TF32)
     profile = builder.create_optimization_profile()
     profile.set_shape("image", (1, height, width, 3), (max_batch, height, width, 3), (max_batch, height, width, 3))
     config.add_optimization_profile(profile)
@@ -219,6 +185,9 @@ class _Slot:
     def buffers(self):
         return (self.host_in, self.host_out, self.dev_in, self.dev_out, self.host_style, self.dev_style)
 
+    def events(self):
+        return (self.uploaded, self.done, self.downloaded)
+
 
 class Pending:
     """A submitted batch; ``result()`` waits for its download and returns N,H,W,3 uint8."""
@@ -227,12 +196,15 @@ class Pending:
         self._runner, self._slot, self._n, self._out = runner, slot, n, None
 
     def result(self) -> np.ndarray:
-        if self._out is None:
-            self._runner.cuda.sync(self._slot.downloaded)
-            h, w = self._runner.height, self._runner.width
-            self._out = self._slot.host_out.array[: self._n * h * w * 3].reshape(self._n, h, w, 3).copy()
-            if self._slot.pending is self:
-                self._slot.pending = None
+        # Under the runner's lock: the slot's host buffer and its pending mark are what
+        # submit() on another thread reuses.
+        with self._runner.lock:
+            if self._out is None:
+                self._runner.cuda.sync(self._slot.downloaded)
+                h, w = self._runner.height, self._runner.width
+                self._out = self._slot.host_out.array[: self._n * h * w * 3].reshape(self._n, h, w, 3).copy()
+                if self._slot.pending is self:
+                    self._slot.pending = None
         return self._out
 
 
@@ -250,13 +222,13 @@ class _Runner:
         self.frame_bytes = height * width * 3
         self.slots = [_Slot(cuda, self.frame_bytes, max_batch, dim * 4) for _ in range(SLOTS)]
         self._next = 0
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()  # submit() collects a slot's last batch while holding it
 
     def submit(self, batch: np.ndarray, style: np.ndarray) -> Pending:
         n = len(batch)
         size = n * self.frame_bytes
         cuda = self.cuda
-        with self._lock:
+        with self.lock:
             slot = self.slots[self._next]
             self._next = (self._next + 1) % len(self.slots)
             if slot.pending is not None:  # its last batch was never collected: keep it before reuse
@@ -269,10 +241,12 @@ class _Runner:
             cuda.record(slot.uploaded, self.up)
             cuda.wait(self.compute, slot.uploaded)
             ctx = self.context
-            ctx.set_input_shape("image", (n, self.height, self.width, 3))
-            ctx.set_tensor_address("image", slot.dev_in.ptr)
-            ctx.set_tensor_address("style", slot.dev_style.ptr)
-            ctx.set_tensor_address("stylized", slot.dev_out.ptr)
+            if not ctx.set_input_shape("image", (n, self.height, self.width, 3)):
+                raise EngineError(f"TensorRT refused the input shape {n}x{self.height}x{self.width}x3 "
+                                  f"(the plan takes batch 1..{self.max_batch})")
+            for tensor, buf in (("image", slot.dev_in), ("style", slot.dev_style), ("stylized", slot.dev_out)):
+                if not ctx.set_tensor_address(tensor, buf.ptr):
+                    raise EngineError(f"TensorRT refused the device address of {tensor!r}")
             if not ctx.execute_async_v3(self.compute.handle):
                 raise EngineError("TensorRT could not enqueue the batch")
             cuda.record(slot.done, self.compute)
@@ -283,12 +257,18 @@ class _Runner:
             return slot.pending
 
     def close(self) -> None:
-        for slot in self.slots:
-            if slot.pending is not None:
-                slot.pending.result()
-            for buf in slot.buffers():
-                self.cuda.free(buf)
-        self.slots = []
+        with self.lock:
+            for slot in self.slots:
+                if slot.pending is not None:
+                    slot.pending.result()
+                for buf in slot.buffers():
+                    self.cuda.free(buf)
+                for event in slot.events():
+                    self.cuda.destroy_event(event)
+            for stream in (self.up, self.compute, self.down):
+                self.cuda.destroy_stream(stream)
+            self.slots = []
+            self.context = self.engine = None  # the context goes before the engine it came from
 
 
 class TRTEngine:

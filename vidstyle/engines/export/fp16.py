@@ -1,7 +1,8 @@
 """The exported float32 ONNX graph -> the same graph computing in float16.
 
-TensorRT 11 has no FP16 builder flag: a network computes in the types its ONNX file
-states (strongly typed). This pass writes those types:
+The tensorrt engine builds strongly typed networks (TensorRT 10 and 11): a network
+computes in the types its ONNX file states, and TensorRT 11 has no FP16 builder flag at
+all (10 deprecated it). This pass writes those types:
 
 - the frame path (convolutions, activations, padding, resizing, adds) in float16, with
   its float initializers stored as float16 and the first cast from uint8 going straight
@@ -59,15 +60,6 @@ def _regions(graph) -> dict[int, int]:
             tail.add(k)
     return {k: TensorProto.FLOAT if (k in style_only or k in tail or node.op_type in FLOAT32_OPS)
             else TensorProto.FLOAT16 for k, node in enumerate(graph.node)}
-
-
-def float32_node_names(graph) -> set[str]:
-    """Names of the nodes that stay float32 (norms, the style path, the output tail):
-    the TensorRT 10 path pins the layers of these names to float32 under its FP16 flag."""
-    from onnx import TensorProto
-
-    region = _regions(graph)
-    return {node.name for k, node in enumerate(graph.node) if region[k] == TensorProto.FLOAT and node.name}
 
 
 def convert(model):
