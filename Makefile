@@ -6,6 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 CHROMIUM_STAMP := $(VENV)/.chromium-stamp
+TORCH_STAMP := $(VENV)/.torch-stamp
 DEMO_OUT := out/cup_style7.mp4
 
 .PHONY: install demo test bench flicker weights onnx clean
@@ -32,8 +33,16 @@ $(CHROMIUM_STAMP): $(STAMP)
 	else echo "note: no chromium and no root apt-get: the browser test will be skipped"; fi
 	touch $(CHROMIUM_STAMP)
 
+# The torch engine's tests run PyTorch's CPU build; only this test install pulls PyTorch.
+# These machines keep torch 2.13.0+cpu on disk, which pip prefers to PyPI's 2.13.0 (that
+# Linux wheel brings several GB of CUDA libraries): elsewhere, give pip PyTorch's CPU
+# wheel index through PIP_EXTRA_INDEX_URL.
+$(TORCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	touch $(TORCH_STAMP)
+
 # Imports run one way (pyproject.toml [tool.importlinter]), then the suite.
-test: $(STAMP) $(CHROMIUM_STAMP)
+test: $(STAMP) $(CHROMIUM_STAMP) $(TORCH_STAMP)
 	$(BIN)/lint-imports --no-cache
 	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m pytest tests -q
 

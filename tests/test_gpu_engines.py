@@ -35,9 +35,11 @@ FLOAT, HALF = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
 def fresh_probes():
     gpu.nvidia_gpus.cache_clear()
     gpu.ort_cuda_available.cache_clear()
+    gpu.torch_cuda_available.cache_clear()
     yield
     gpu.nvidia_gpus.cache_clear()
     gpu.ort_cuda_available.cache_clear()
+    gpu.torch_cuda_available.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +172,13 @@ def test_no_gpu_is_one_line():
 
 
 def test_no_cuda_binding_is_one_line():
-    if any(importlib.util.find_spec(m) for m in ("cuda", "cupy", "torch")):
+    if any(importlib.util.find_spec(m) for m in ("cuda", "cupy")):
         pytest.skip("a CUDA binding is installed here")
+    if importlib.util.find_spec("torch"):  # PyTorch's CPU build is no CUDA binding
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("torch with CUDA is installed here")
     with pytest.raises(EngineError, match="cuda-python") as err:
         cuda_mem.cuda_backend()
     assert "\n" not in str(err.value)
@@ -284,6 +291,7 @@ def test_cpu_machine_order_unchanged():
 def test_auto_prefers_tensorrt_then_onnxruntime_cuda_on_nvidia(monkeypatch):
     monkeypatch.setattr(gpu, "gpu_present", lambda: True)
     monkeypatch.setattr(gpu, "tensorrt_installed", lambda: True)
+    monkeypatch.setattr(gpu, "torch_cuda_available", lambda: False)  # tests/test_torch_engine.py: with it
     monkeypatch.setattr(gpu, "ort_cuda_available", lambda: True)
     assert engines.available() == ["tensorrt", "onnxruntime-cuda", "onnxruntime", "tf"]
     assert engines.resolve("auto") == "tensorrt"

@@ -28,7 +28,8 @@ def _add_engine_options(p: argparse.ArgumentParser, internal_scale: bool = True)
 
     g = p.add_argument_group("engine")
     g.add_argument("--engine", default="auto",
-                   help="auto, tensorrt, onnxruntime-cuda, onnxruntime, tf or tf-trt (auto: the fastest here; docs/gpu.md)")
+                   help="auto, tensorrt, torch, onnxruntime-cuda, onnxruntime, tf or tf-trt "
+                        "(auto: the fastest here; docs/gpu.md)")
     g.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0: one per core)")
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="arithmetic of the network (default auto: the engine's fastest within the quality bound)")

@@ -14,14 +14,15 @@ import threading
 from vidstyle.errors import EngineError
 from vidstyle.engines.base import Engine
 
-ENGINES = ("tensorrt", "onnxruntime-cuda", "onnxruntime", "tf", "tf-trt")
+ENGINES = ("tensorrt", "torch", "onnxruntime-cuda", "onnxruntime", "tf", "tf-trt")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 
 
 def available() -> list[str]:
-    """Engines that can run here, fastest first: on an NVIDIA machine TensorRT, then
-    onnxruntime on CUDA, then the CPU engines. tf-trt is never listed (it converts for
-    minutes and exists only in TensorFlow <= 2.17): ask for it by name."""
+    """Engines that can run here, fastest first: on an NVIDIA machine TensorRT, then PyTorch
+    with CUDA, then onnxruntime on CUDA, then the CPU engines. tf-trt is never listed (it
+    converts for minutes and exists only in TensorFlow <= 2.17), nor torch on a machine
+    without a GPU (onnxruntime is faster there): ask for them by name."""
     from vidstyle.engines import gpu
 
     # find_spec, not import: choosing an engine must not pay TensorFlow's start-up, and
@@ -30,18 +31,21 @@ def available() -> list[str]:
     if gpu.gpu_present():
         if gpu.tensorrt_installed():
             found.append("tensorrt")
+        if gpu.torch_cuda_available():
+            found.append("torch")
         if gpu.ort_cuda_available():
             found.append("onnxruntime-cuda")
     return found + [name for name, module in (("onnxruntime", "onnxruntime"), ("tf", "tensorflow"))
                     if importlib.util.find_spec(module)]
 
 
-# Which engine computes which precision: bf16 through TensorFlow's oneDNN kernels, int8
-# through onnxruntime's on the CPU, fp16 through TensorRT (and TF-TRT); fp32 on all.
-PRECISION_ENGINES = {"fp32": ("tensorrt", "onnxruntime-cuda", "onnxruntime", "tf", "tf-trt"),
-                     "fp16": ("tensorrt", "tf-trt"), "bf16": ("tf",), "int8": ("onnxruntime",)}
-# What "auto" computes in, per engine: the GPU engines in fp16 (TensorRT's fast path),
-# the CPU ones in fp32 (docs/cpu-speed.md).
+# Which engine computes which precision: bf16 through PyTorch or TensorFlow's oneDNN
+# kernels, int8 through onnxruntime's on the CPU, fp16 through TensorRT, PyTorch (and
+# TF-TRT); fp32 on all.
+PRECISION_ENGINES = {"fp32": ("tensorrt", "torch", "onnxruntime-cuda", "onnxruntime", "tf", "tf-trt"),
+                     "fp16": ("tensorrt", "torch", "tf-trt"), "bf16": ("torch", "tf"), "int8": ("onnxruntime",)}
+# What "auto" computes in, per engine: the GPU engines in fp16 (their fast path), the CPU
+# ones in fp32 (docs/cpu-speed.md). The torch engine decides by its device.
 AUTO_PRECISION = {"tensorrt": "fp16", "tf-trt": "fp16"}
 
 
@@ -73,6 +77,10 @@ def create(name: str, model: str, threads: int = 0, precision: str = "auto") -> 
         return shared_engine(model, threads, "fp32" if precision == "auto" else precision)
     if name == "onnxruntime":
         return _shared_ort(model, threads, "fp32" if precision == "auto" else precision)
+    if name == "torch":
+        from vidstyle.engines.torch_engine import shared_engine as shared_torch
+
+        return shared_torch(model, precision, threads=threads)
     if precision == "auto":
         precision = AUTO_PRECISION.get(name, "fp32")
     if name == "onnxruntime-cuda":

@@ -64,6 +64,20 @@ def tensorrt_installed() -> bool:
 
 
 @functools.lru_cache(maxsize=1)
+def torch_cuda_available() -> bool:
+    """Whether PyTorch is installed with CUDA and sees a GPU (imports torch, a second or
+    two; only asked where a GPU is present)."""
+    if importlib.util.find_spec("torch") is None:
+        return False
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001 - a broken install is an engine that cannot run here
+        return False
+
+
+@functools.lru_cache(maxsize=1)
 def ort_cuda_available() -> bool:
     """Whether onnxruntime has its CUDA execution provider (imports onnxruntime, ~0.1 s;
     only asked where a GPU is present)."""

@@ -15,9 +15,10 @@
   is float32.
 - Serialized plans are cached on disk (export/model_cache.py) under ``plan_key``: the weights
   hash, the TensorRT version, the GPU name, the precision and the shape profile.
-- Transfers: pinned host buffers, one non-default stream each for upload, inference and
-  download, and two slots of buffers, so batch k+1 uploads while batch k runs and batch
-  k downloads while k+1 runs. ``submit`` returns at once; ``run`` is submit + result.
+- Transfers (engines/device_queue.py): pinned host buffers, one non-default stream each for
+  upload, inference and download, and two slots of buffers, so batch k+1 uploads while
+  batch k runs and batch k downloads while k+1 runs. ``submit`` returns at once; ``run``
+  is submit + result.
 - Device memory through cuda-python (``cuda.bindings.runtime`` or ``cuda.cudart``),
   else cupy, else torch: whichever imports.
 
@@ -35,9 +36,9 @@ from vidstyle.errors import EngineError
 from vidstyle.engines import gpu
 from vidstyle.engines.export import model_cache, style_dim
 from vidstyle.engines.cuda_mem import cuda_backend
+from vidstyle.engines.device_queue import QueuedEngine, SlotRunner
 
 PRECISIONS = ("fp16", "fp32")
-SLOTS = 2
 DEFAULT_MAX_BATCH = 8
 
 
@@ -173,108 +174,35 @@ def build_plan(trt, logger, onnx_bytes: bytes, precision: str, max_batch: int, h
 # --- running -------------------------------------------------------------------------------
 
 
-class _Slot:
-    def __init__(self, cuda, frame_bytes: int, max_batch: int, style_bytes: int):
-        n = frame_bytes * max_batch
-        self.host_in, self.host_out = cuda.host(n), cuda.host(n)
-        self.dev_in, self.dev_out = cuda.alloc(n), cuda.alloc(n)
-        self.host_style, self.dev_style = cuda.host(style_bytes), cuda.alloc(style_bytes)
-        self.uploaded, self.done, self.downloaded = cuda.event(), cuda.event(), cuda.event()
-        self.pending: Pending | None = None
-
-    def buffers(self):
-        return (self.host_in, self.host_out, self.dev_in, self.dev_out, self.host_style, self.dev_style)
-
-    def events(self):
-        return (self.uploaded, self.done, self.downloaded)
-
-
-class Pending:
-    """A submitted batch; ``result()`` waits for its download and returns N,H,W,3 uint8."""
-
-    def __init__(self, runner: "_Runner", slot: _Slot, n: int):
-        self._runner, self._slot, self._n, self._out = runner, slot, n, None
-
-    def result(self) -> np.ndarray:
-        # Under the runner's lock: the slot's host buffer and its pending mark are what
-        # submit() on another thread reuses.
-        with self._runner.lock:
-            if self._out is None:
-                self._runner.cuda.sync(self._slot.downloaded)
-                h, w = self._runner.height, self._runner.width
-                self._out = self._slot.host_out.array[: self._n * h * w * 3].reshape(self._n, h, w, 3).copy()
-                if self._slot.pending is self:
-                    self._slot.pending = None
-        return self._out
-
-
-class _Runner:
-    """One plan (one frame size), its execution context, three streams and the slots."""
+class _Runner(SlotRunner):
+    """One plan (one frame size): its execution context, on the shared streams and slots."""
 
     def __init__(self, trt, logger, cuda, plan: bytes, height: int, width: int, max_batch: int, dim: int):
-        self.cuda, self.height, self.width, self.max_batch = cuda, height, width, max_batch
         self._runtime = trt.Runtime(logger)
         self.engine = self._runtime.deserialize_cuda_engine(plan)
         if self.engine is None:
             raise EngineError(f"TensorRT cannot load the cached plan: {logger.last_error or 'no error logged'}")
         self.context = self.engine.create_execution_context()
-        self.up, self.compute, self.down = cuda.stream(), cuda.stream(), cuda.stream()
-        self.frame_bytes = height * width * 3
-        self.slots = [_Slot(cuda, self.frame_bytes, max_batch, dim * 4) for _ in range(SLOTS)]
-        self._next = 0
-        self.lock = threading.RLock()  # submit() collects a slot's last batch while holding it
+        super().__init__(cuda, height, width, max_batch, dim)
 
-    def submit(self, batch: np.ndarray, style: np.ndarray) -> Pending:
-        n = len(batch)
-        size = n * self.frame_bytes
-        cuda = self.cuda
-        with self.lock:
-            slot = self.slots[self._next]
-            self._next = (self._next + 1) % len(self.slots)
-            if slot.pending is not None:  # its last batch was never collected: keep it before reuse
-                slot.pending.result()
-            cuda.sync(slot.downloaded)  # (recorded at least once below, or never: then a no-op)
-            slot.host_in.array[:size] = batch.reshape(-1)
-            slot.host_style.array[:] = np.ascontiguousarray(style, np.float32).view(np.uint8)
-            cuda.h2d(slot.dev_in, slot.host_in, size, self.up)
-            cuda.h2d(slot.dev_style, slot.host_style, style.nbytes, self.up)
-            cuda.record(slot.uploaded, self.up)
-            cuda.wait(self.compute, slot.uploaded)
-            ctx = self.context
-            if not ctx.set_input_shape("image", (n, self.height, self.width, 3)):
-                raise EngineError(f"TensorRT refused the input shape {n}x{self.height}x{self.width}x3 "
-                                  f"(the plan takes batch 1..{self.max_batch})")
-            for tensor, buf in (("image", slot.dev_in), ("style", slot.dev_style), ("stylized", slot.dev_out)):
-                if not ctx.set_tensor_address(tensor, buf.ptr):
-                    raise EngineError(f"TensorRT refused the device address of {tensor!r}")
-            if not ctx.execute_async_v3(self.compute.handle):
-                raise EngineError("TensorRT could not enqueue the batch")
-            cuda.record(slot.done, self.compute)
-            cuda.wait(self.down, slot.done)
-            cuda.d2h(slot.host_out, slot.dev_out, size, self.down)
-            cuda.record(slot.downloaded, self.down)
-            slot.pending = Pending(self, slot, n)
-            return slot.pending
+    def execute(self, n: int, slot, stream) -> None:
+        ctx = self.context
+        if not ctx.set_input_shape("image", (n, self.height, self.width, 3)):
+            raise EngineError(f"TensorRT refused the input shape {n}x{self.height}x{self.width}x3 "
+                              f"(the plan takes batch 1..{self.max_batch})")
+        for tensor, buf in (("image", slot.dev_in), ("style", slot.dev_style), ("stylized", slot.dev_out)):
+            if not ctx.set_tensor_address(tensor, buf.ptr):
+                raise EngineError(f"TensorRT refused the device address of {tensor!r}")
+        if not ctx.execute_async_v3(stream.handle):
+            raise EngineError("TensorRT could not enqueue the batch")
 
     def close(self) -> None:
-        with self.lock:
-            for slot in self.slots:
-                if slot.pending is not None:
-                    slot.pending.result()
-                for buf in slot.buffers():
-                    self.cuda.free(buf)
-                for event in slot.events():
-                    self.cuda.destroy_event(event)
-            for stream in (self.up, self.compute, self.down):
-                self.cuda.destroy_stream(stream)
-            self.slots = []
-            self.context = self.engine = None  # the context goes before the engine it came from
+        super().close()
+        self.context = self.engine = None  # the context goes before the engine it came from
 
 
-class TRTEngine:
+class TRTEngine(QueuedEngine):
     name = "tensorrt"
-    queues = True  # upload, inference and download run on device streams after submit() returns
-    regions = False
 
     def __init__(self, model: str, precision: str = "fp16", max_batch: int | None = None):
         if precision not in PRECISIONS:
@@ -294,10 +222,9 @@ class TRTEngine:
         self._logger = _logger(self.trt)
         from vidstyle.engines.export import model_file
 
-        self._onnx = model_file(model, "fp32")  # the float32 export, cached
+        self._onnx = model_file(model, "fp32")  # the shipped float32 export
         self.dim = style_dim(self._onnx.read_bytes())
-        self._runners: dict[tuple[int, int], _Runner] = {}
-        self._lock = threading.Lock()
+        self._init_runners()
 
     def plan_file(self, height: int, width: int):
         name = plan_key(self.model, self.precision, self.trt.__version__, self.gpu_name, self.max_batch, height, width)
@@ -305,49 +232,9 @@ class TRTEngine:
             self.trt, self._logger, with_pad_crop(self._onnx.read_bytes(), height, width), self.precision,
             self.max_batch, height, width, self.model))
 
-    def runner(self, height: int, width: int) -> _Runner:
-        with self._lock:
-            if (height, width) not in self._runners:
-                plan = self.plan_file(height, width).read_bytes()
-                self._runners[(height, width)] = _Runner(self.trt, self._logger, self.cuda, plan, height, width,
-                                                         self.max_batch, self.dim)
-            return self._runners[(height, width)]
-
-    def submit(self, batch: np.ndarray, style: np.ndarray) -> list[Pending]:
-        """Queue ``batch`` (chunks of at most max_batch, one style row each run) and return
-        at once; each Pending's result() is one chunk's frames, in order. Frames of any
-        size: one that is not a multiple of 4 is padded and cropped on the GPU."""
-        n, h, w, _ = batch.shape
-        batch = np.ascontiguousarray(batch, np.uint8)
-        rows = np.asarray(style, np.float32).reshape(-1, np.shape(style)[-1])
-        runner = self.runner(h, w)
-        if len(rows) == 1 or bool((rows == rows[:1]).all()):
-            step = self.max_batch
-            return [runner.submit(batch[i:i + step], rows[0]) for i in range(0, n, step)]
-        # The plan mixes one style's norm tables per run: frames with different styles run apart.
-        return [runner.submit(batch[i:i + 1], rows[i]) for i in range(n)]
-
-    def run(self, batch: np.ndarray, style: np.ndarray) -> np.ndarray:
-        pending = self.submit(batch, style)  # every chunk queued before the first is awaited
-        parts = [p.result() for p in pending]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def stream(self, batches, style: np.ndarray):
-        """Stylize an iterable of batches with up to ``SLOTS`` in flight: batch k+1 is
-        uploaded while k computes, and k is downloaded while k+1 computes."""
-        queue: list[list[Pending]] = []
-        for batch in batches:
-            queue.append(self.submit(batch, style))
-            if len(queue) >= SLOTS:
-                yield np.concatenate([p.result() for p in queue.pop(0)])
-        for pending in queue:
-            yield np.concatenate([p.result() for p in pending])
-
-    def close(self) -> None:
-        with self._lock:
-            for runner in self._runners.values():
-                runner.close()
-            self._runners.clear()
+    def make_runner(self, height: int, width: int) -> _Runner:
+        plan = self.plan_file(height, width).read_bytes()
+        return _Runner(self.trt, self._logger, self.cuda, plan, height, width, self.max_batch, self.dim)
 
 
 _SHARED: dict[tuple[str, str], TRTEngine] = {}

@@ -30,8 +30,10 @@ TAIL_OPS = {"Cast", "Clip", "Floor", "Round", "Add", "Sub", "Mul", "Div"}
 FIXED_INPUTS = {("Resize", 1), ("Resize", 2)}
 
 
-def _regions(graph) -> dict[int, int]:
-    """For each node index, the float type it computes in (TensorProto.FLOAT or FLOAT16)."""
+def node_types(graph) -> dict[int, int]:
+    """For each node index, the float type it computes in when the frame path is float16:
+    TensorProto.FLOAT for the norms, the style path and the output tail, FLOAT16 for the
+    rest (the torch engine reads FLOAT16 as its half type, float16 or bfloat16)."""
     from onnx import TensorProto
 
     inits = {i.name for i in graph.initializer}
@@ -70,7 +72,7 @@ def convert(model):
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
     graph = model.graph
-    region = _regions(graph)
+    region = node_types(graph)
     floats = (TensorProto.FLOAT, TensorProto.FLOAT16)
     kind: dict[str, int] = {i.name: i.type.tensor_type.elem_type for i in graph.input}
     inits = {i.name: i for i in graph.initializer}
