@@ -249,8 +249,7 @@ class StyleServer:
     async def _styles(self, request: web.Request) -> web.Response:
         default = self._default.label if self._default.picture is None else None  # a mix: its label
         return web.json_response({"builtins": list(range(NUM_STYLES)), "default": default,
-                                  "max_picture": self.limits.picture_bytes,
-                                  "max_picture_pixels": self.limits.picture_pixels})
+                                  "max_picture": self.limits.picture_bytes})
 
     # -- signalling -----------------------------------------------------------
 
