@@ -120,7 +120,7 @@ def test_the_bomb_from_the_wild_is_refused_with_its_size():
 
 @pytest.mark.parametrize("data, message", [
     (b"not a picture at all", "not a picture the server can read"),
-    (b"", "not a picture the server can read"),
+    (b"", "no picture: send the file as the request body"),
     (b"\x89PNG\r\n\x1a\n", "not a picture the server can read"),  # the signature alone
     (b"\xff\xd8\xff\xe0\x00", "not a picture the server can read"),  # a JPEG cut inside its first segment
     (b"GIF89a\x01\x00\x01\x00", "not a picture the server can read"),  # not one of the formats taken

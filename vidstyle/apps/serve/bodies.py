@@ -46,16 +46,12 @@ async def read_json(request: web.Request, expected: str) -> object:
         raise Refused(400, f"expected JSON {expected}") from None
 
 
-async def read_picture(request: web.Request, limit: int) -> bytes:
-    """An uploaded picture's bytes (the body is the file)."""
+def check_picture_type(request: web.Request) -> None:
+    """An uploaded picture (the body is the file) must say it is one."""
     declared = _declared_type(request)
     if declared is None or not declared.startswith(PICTURE_TYPES):
         raise Refused(403, f"expected the picture with Content-Type image/… or application/octet-stream, "
                            f"got {declared or 'none'}")
-    data = await read_limited(request, limit, "the picture")
-    if not data:
-        raise Refused(400, "no picture: send the file as the request body")
-    return data
 
 
 def _size(limit: int) -> str:

@@ -117,6 +117,8 @@ def _tiff(data: bytes):
 def decode(data: bytes, max_pixels: int) -> np.ndarray:
     """The picture as RGB uint8, its longer side at most :data:`KEEP_SIDE`; :class:`Refused`
     (413 beyond ``max_pixels``, 400 otherwise) for anything else."""
+    if not data:
+        raise Refused(400, "no picture: send the file as the request body")
     found = declared_size(data)
     if found is None:
         raise Refused(400, f"not a picture the server can read ({FORMATS})")

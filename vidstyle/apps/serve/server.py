@@ -42,7 +42,7 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 
 from vidstyle.apps.serve import answers, pictures, watch
 from vidstyle.apps.serve.answers import Refused
-from vidstyle.apps.serve.bodies import read_json, read_picture
+from vidstyle.apps.serve.bodies import check_picture_type, read_json, read_limited
 from vidstyle.apps.serve.limits import Limits
 from vidstyle.apps.serve.logs import RequestErrors, on_loop_error, one_line
 from vidstyle.apps.serve.offers import offer_from
@@ -150,7 +150,9 @@ class StyleServer:
         self._watchers: dict[str, asyncio.Task] = {}
         self._drops: dict[str, asyncio.Task] = {}
         self._switching: dict[str, asyncio.Lock] = {}
-        self._decoding = asyncio.Semaphore(1)  # one picture decoded at a time bounds the memory it takes
+        # Uploads read at once: one per viewer's worth of bodies in memory; decoded one at a time.
+        self._uploads = asyncio.Semaphore(self.limits.max_viewers)
+        self._decoding = asyncio.Semaphore(1)
         self._default: Style | None = None
         self._runner: web.AppRunner | None = None
         self._closing = False
@@ -222,15 +224,14 @@ class StyleServer:
         """Start the viewer's pipeline once its connection is up; drop it if that takes longer
         than the setup deadline, or once nothing arrives from it for the liveness timeout."""
         try:
-            if not await watch.connected_within(connected, self.limits.setup_deadline):
+            if await watch.connected_within(connected, self.limits.setup_deadline):
+                self._connected.add(viewer_id)
+                log.info("viewer %s connected", viewer_id[:8])
+                viewer.start()
+                quiet = await watch.silence(pc, self.limits.liveness)
+                log.info("viewer %s sent nothing for %.0f s; dropped", viewer_id[:8], quiet)
+            else:
                 log.info("viewer %s did not connect within %g s; dropped", viewer_id[:8], self.limits.setup_deadline)
-                self.drop(viewer_id)
-                return
-            self._connected.add(viewer_id)
-            log.info("viewer %s connected", viewer_id[:8])
-            viewer.start()
-            quiet = await watch.silence(pc, self.limits.liveness)
-            log.info("viewer %s sent nothing for %.0f s; dropped", viewer_id[:8], quiet)
         except Exception as exc:  # noqa: BLE001 - a watcher that cannot watch drops its viewer
             log.warning("viewer %s: %s; dropped", viewer_id[:8], one_line(f"{type(exc).__name__}: {exc}"))
         self.drop(viewer_id)  # not awaited: the drop cancels this watcher first
@@ -330,10 +331,12 @@ class StyleServer:
         return await self._switch(viewer, style)
 
     async def _picture(self, request: web.Request) -> web.Response:
-        data = await read_picture(request, self.limits.picture_bytes)
-        viewer = self._viewer(request)
-        async with self._decoding:
-            path = await asyncio.to_thread(pictures.store, data, self.limits.picture_pixels)
+        check_picture_type(request)
+        viewer = self._viewer(request)  # before the body: only a viewer's page may make the server read 8 MB
+        async with self._uploads:
+            data = await read_limited(request, self.limits.picture_bytes, "the picture")
+            async with self._decoding:
+                path = await asyncio.to_thread(pictures.store, data, self.limits.picture_pixels)
         try:
             return await self._switch(viewer, Style(label="picture", picture=path))
         finally:
