@@ -110,13 +110,17 @@ def run_without_tensorflow(code: str, tmp_path: Path) -> subprocess.CompletedPro
 
 
 def test_transcode_runs_without_tensorflow(clip, tmp_path):
-    """Built-in style and picture style, end to end, in a process that cannot import TensorFlow."""
+    """Built-in style and picture style, end to end (a video and a still picture), in a
+    process that cannot import TensorFlow."""
     out = tmp_path / "out"
+    picture = ROOT / "samples" / "starry_night.jpg"
     code = f"""
         from vidstyle.apps.cli import main
-        for name, style in (("builtin", "7"), ("picture", {str(ROOT / "samples" / "starry_night.jpg")!r})):
+        for name, style in (("builtin", "7"), ("picture", {str(picture)!r})):
             assert main(["transcode", {str(clip)!r}, "-o", "{out}-" + name + ".mp4", "--style", style,
                          "--engine", "auto"]) in (0, None), name
+            assert main(["image", {str(picture)!r}, "-o", "{out}-" + name + ".png", "--style", style,
+                         "--size", "96"]) in (0, None), name
         import sys
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
         assert not loaded, loaded
@@ -125,7 +129,7 @@ def test_transcode_runs_without_tensorflow(clip, tmp_path):
     run = run_without_tensorflow(code, tmp_path)
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
     for name in ("builtin", "picture"):
-        assert Path(f"{out}-{name}.mp4").stat().st_size > 1000
+        assert Path(f"{out}-{name}.mp4").stat().st_size > 1000 and Path(f"{out}-{name}.png").stat().st_size > 1000
 
 
 def test_without_tensorflow_the_keras_paths_name_the_extra(tmp_path):

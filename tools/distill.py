@@ -2,6 +2,9 @@
 
     python -m tools.distill [--minutes 40] [--out vidstyle/models/weights/student26.npz]
 
+Needs the ``tf`` extra (TensorFlow and Keras). New weights ship once
+``python -m tools.export_onnx`` has rewritten vidstyle/models/onnx/student26.onnx.
+
 1. Initialise the student from the teacher: each factored conv (k x k cin->cout
    becomes k x k cin->rank then 1x1 rank->cout, student.RANKS) is fitted by an
    SVD weighted by the covariance of its input patches in the teacher on real

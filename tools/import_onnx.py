@@ -8,8 +8,9 @@ every weight sits behind a DequantizeLinear node, which is applied here
 (``(q - zero_point) * scale`` per output channel) to get float weights.
 Activation fake-quantisation is not reproduced: the Keras networks run in
 float, which is why their parity tolerance is wider (see tests/test_parity.py).
-Needs ``onnx`` (the ``dev`` extra); the output is written as
-``<out>/<model>.npz``.
+Needs ``onnx`` and the Keras models (the ``dev`` and ``tf`` extras); the output is
+written as ``<out>/<model>.npz``; then ``python -m tools.export_onnx`` rewrites the
+shipped ONNX files from the new weights.
 """
 from __future__ import annotations
 
