@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import logging
 import secrets
 import signal
@@ -57,6 +58,7 @@ log = logging.getLogger("vidstyle.serve")
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
 SHUTDOWN_WAIT = 3.0  # seconds a request still in progress may take once the server stops
+COLLECT_AFTER = 1.0  # seconds after the last dropped viewer before its memory is collected
 WEB = Path(__file__).parent / "web"
 
 
@@ -156,6 +158,7 @@ class StyleServer:
         self._default: Style | None = None
         self._runner: web.AppRunner | None = None
         self._closing = False
+        self._collection: asyncio.TimerHandle | None = None
 
     # -- lifetime -------------------------------------------------------------
 
@@ -192,6 +195,8 @@ class StyleServer:
             await self._runner.cleanup()
             self._runner = None
         await asyncio.gather(*(self.drop(v) for v in list(self._seats)), return_exceptions=True)
+        if self._collection is not None:
+            self._collection.cancel()
 
     def drop(self, viewer_id: str) -> asyncio.Future:
         """Close a viewer's connection and pipeline (once, however often it is asked)."""
@@ -219,6 +224,15 @@ class StyleServer:
                 held.pop(viewer_id, None)
             self._seats.discard(viewer_id)
             self._connected.discard(viewer_id)
+            self._collect_soon()
+
+    def _collect_soon(self) -> None:
+        """One garbage collection a second after the last viewer was dropped (a burst of drops
+        costs one pause of a few tens of milliseconds). aiortc's peer connections are reference
+        cycles, so a dropped viewer's memory otherwise waits for the collector's own schedule."""
+        if self._collection is not None:
+            self._collection.cancel()
+        self._collection = asyncio.get_running_loop().call_later(COLLECT_AFTER, gc.collect)
 
     async def _watch(self, viewer_id: str, pc: RTCPeerConnection, viewer: Viewer, connected: asyncio.Event) -> None:
         """Start the viewer's pipeline once its connection is up; drop it if that takes longer

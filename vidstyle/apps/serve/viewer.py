@@ -130,7 +130,7 @@ class Viewer:
         self._t0 = time.monotonic()
         self._meter = Meter(span=2.0)
         self._last_stats = 0.0
-        self._worker = threading.Thread(target=self._work, name=f"vidstyle-viewer-{viewer_id[:8]}", daemon=True)
+        self._worker: threading.Thread | None = None
 
     @property
     def style(self) -> Style:
@@ -140,7 +140,8 @@ class Viewer:
 
     def start(self) -> None:
         """Start the worker, once the connection is up: an offer that never connects costs no thread."""
-        if not self._closed.is_set() and self._worker.ident is None:
+        if not self._closed.is_set() and self._worker is None:
+            self._worker = threading.Thread(target=self._work, name=f"vidstyle-viewer-{self.id[:8]}", daemon=True)
             self._worker.start()
 
     def receive(self, track: MediaStreamTrack) -> None:
@@ -173,8 +174,9 @@ class Viewer:
         if self._drain is not None:
             self._drain.cancel()
             await asyncio.gather(self._drain, return_exceptions=True)
+            self._drain = None  # its coroutine refers back to this viewer: a cycle only the GC would free
         self.output.stop()
-        if self._worker.ident is None:  # never started
+        if self._worker is None:  # never started
             return
         await asyncio.to_thread(self._worker.join, 10.0)
         if self._worker.is_alive():
