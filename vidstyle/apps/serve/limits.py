@@ -14,8 +14,8 @@ from vidstyle.errors import VidstyleError
 
 def default_max_viewers() -> int:
     """One viewer per core this process may use, and never fewer than two: each viewer runs its
-    own pipeline on the shared engine, and a third viewer on two cores gets a third of the
-    frames each while holding another ~19 threads."""
+    own pipeline on the shared engine (15-17 threads), and viewers beyond the cores only
+    split the same frames per second between more pages."""
     return max(2, usable_cores())
 
 
