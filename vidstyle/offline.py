@@ -16,7 +16,9 @@ from typing import Callable
 from vidstyle.errors import Cancelled, InputError, OutputError
 from vidstyle.frame import Frame
 from vidstyle.io import EncodeSettings, FileSink, FileSource, probe
+from vidstyle.io.sink import check_target
 from vidstyle.io.source import DECODE_ERRORS
+from vidstyle.io.span import cut
 from vidstyle.pipeline import memory
 from vidstyle.pipeline.runner import Pipeline, RunStats, Stage
 from vidstyle.pipeline.stages import stylize_stages
@@ -41,6 +43,11 @@ class TranscodeConfig(StylizeSettings):
     # On cancel, stop waiting after this long for stages busy in one long call (an engine
     # batch); they end by themselves. None: wait for every thread (see Pipeline).
     cancel_wait: float | None = None
+    # A part only (ffmpeg's -ss and -t): from ``start`` seconds after the first picture,
+    # ``duration`` seconds long (None: to the end); the output's clock starts at 0 there.
+    start: float = 0.0
+    duration: float | None = None
+    overwrite: bool = True  # False: an existing output is an OutputError, found before any work
 
 
 @dataclass
@@ -80,18 +87,24 @@ def transcode(config: TranscodeConfig, progress: Progress | None = None,
     if config.on_decode_error not in DECODE_ERRORS:
         raise ValueError(f"on_decode_error must be one of {', '.join(DECODE_ERRORS)}, not {config.on_decode_error!r}")
     info = probe(config.input)
+    span = cut(info, config.start, config.duration)
+    expected = span.frames if span else info.frame_count
     style = styles.parse(config.style)
     smoother = config.smoother()
     keyframes = config.keyframes()
     geom = geometry.plan(info.width, info.height, config.size)
     stages = 6 + smoother.needs_motion  # prepare, [motion], batch, engine, finish, temporal, encode
-    queue_size = memory.plan_queue(geom, config.batch, stages, config.queue_size, info.frame_count)
+    queue_size = memory.plan_queue(geom, config.batch, stages, config.queue_size, expected)
     # The sink checks the output (same file as the input? writable folder?) before
     # the slow part: loading the engine.
-    sink = FileSink(config.output, info, info.width, info.height, config.encode, audio_from=str(config.input))
+    check_target(config.output, [config.input], overwrite=config.overwrite)
+    sink = FileSink(config.output, info, info.width, info.height, config.encode, audio_from=str(config.input),
+                    start=span and span.start, end=span and span.end)
     try:
         stylizer = config.stylizer(style)
-        source = FileSource(config.input, on_decode_error=config.on_decode_error)
+        source = FileSource(config.input, on_decode_error=config.on_decode_error,
+                            start_pts=span and span.start_pts, end_pts=span and span.end_pts,
+                            seek_pts=span and span.seek_pts)
     except BaseException:
         sink.abort()
         raise
@@ -102,10 +115,14 @@ def transcode(config: TranscodeConfig, progress: Progress | None = None,
         sink.write(frame)
         written += 1
         if progress:
-            progress(written, info.frame_count)
+            progress(written, expected)
         return ()
 
     def finalize():
+        if not written and span and not source.skipped:
+            until = f" and {config.start + config.duration:g} s" if config.duration is not None else ""
+            raise InputError(f"{config.input}: no picture {'between' if until else 'after'} "
+                             f"{config.start:g} s{until}")
         if not written:  # every frame was skipped as undecodable
             raise InputError(f"{config.input}: not one frame could be decoded")
         sink.close()  # flush the encoder, finish the audio, rename into place
@@ -120,7 +137,7 @@ def transcode(config: TranscodeConfig, progress: Progress | None = None,
             on_pipeline(pipeline)
         stats = pipeline.run()
     except Cancelled:
-        raise _stopped(config, sink, info.frame_count) from None
+        raise _stopped(config, sink, expected) from None
     except BaseException:
         sink.abort()
         raise

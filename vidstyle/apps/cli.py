@@ -16,7 +16,7 @@ from vidstyle.errors import Cancelled, VidstyleError
 
 def _add_style_options(p: argparse.ArgumentParser, size_default: str = "the source size") -> None:
     g = p.add_argument_group("style")
-    g.add_argument("--style", default="7", help="built-in index 0-25 (7), a mix (3:0.5,12:0.5) or a picture file")
+    g.add_argument("--style", default="7", help="built-in index 0-25, a mix (3:0.5,12:0.5) or a picture file")
     g.add_argument("--strength", type=float, default=1.0,
                    help="0..1; pictures: style vector toward the content's own; built-ins: blend with the original")
     g.add_argument("--preserve-color", action="store_true", help="stylized luminance, original colour")
@@ -24,16 +24,17 @@ def _add_style_options(p: argparse.ArgumentParser, size_default: str = "the sour
 
 
 def _add_engine_options(p: argparse.ArgumentParser, internal_scale: bool = True) -> None:
-    from vidstyle.engines import PRECISIONS
+    from vidstyle.engines import ENGINES, PRECISIONS
+    from vidstyle.models import BUILTIN_NETWORKS
 
     g = p.add_argument_group("engine")
-    g.add_argument("--engine", default="auto",
-                   help="auto, tensorrt, torch, onnxruntime-cuda, onnxruntime, tf or tf-trt "
-                        "(auto: the fastest here; docs/gpu.md)")
+    g.add_argument("--engine", default="auto", choices=("auto", *ENGINES),
+                   help="auto: the fastest installed here (docs/gpu.md)")
     g.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0: one per core)")
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="arithmetic of the network (default auto: the engine's fastest within the quality bound)")
-    g.add_argument("--model", default="auto", help="auto, multistyle26 or student26 (built-in styles only)")
+    g.add_argument("--model", default="auto", choices=("auto", *BUILTIN_NETWORKS),
+                   help="the network for built-in styles; auto: the style's own (multistyle26)")
     if internal_scale:
         g.add_argument("--internal-scale", type=float, default=1.0, metavar="S",
                        help="0 < S <= 1: the network runs at S x the processing size and its output is brought "
@@ -79,14 +80,65 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
                         "pre-roll smoothing needs, at least 250; 900 with the default smoothing)")
 
 
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's help ends with its default, unless it says it already or has none."""
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        if action.default is None or action.default is False or "default" in help_text:
+            return help_text
+        return super()._get_help_string(action)
+
+
+def _add_input(p: argparse.ArgumentParser, metavar: str, what: str, kind=Path) -> None:
+    """The input as a positional or, as ffmpeg users type it, ``-i``; main() takes one of them."""
+    p.add_argument("input", nargs="?", type=kind, metavar=metavar, help=f"{what} (or -i {metavar})")
+    p.add_argument("-i", "--input", dest="input_option", type=kind, metavar=metavar,
+                   help=f"{what}, as ffmpeg takes it")
+
+
+def _add_overwrite_options(p: argparse.ArgumentParser, skip: str = "stop") -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-y", "--overwrite", dest="overwrite", action="store_const", const=True, default=None,
+                   help="replace an existing output (without -y or -n an existing output is refused)")
+    g.add_argument("-n", "--no-overwrite", dest="overwrite", action="store_const", const=False,
+                   help=f"never replace an existing output: {skip}")
+
+
+def _seconds(text: str) -> float:
+    """ffmpeg's time: seconds (90, 1.5) or [HH:]MM:SS[.frac]."""
+    try:
+        parts = [float(part) for part in text.split(":")]
+        if len(parts) > 3 or any(part < 0 for part in parts) or any(part >= 60 for part in parts[1:]):
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time: give seconds (90, 1.5) or [HH:]MM:SS") from None
+    return sum(part * 60 ** n for n, part in enumerate(reversed(parts)))
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
+    return value
+
+
 def create_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vidstyle", description="Neural style transfer for video.")
+    parser = argparse.ArgumentParser(prog="vidstyle", description="Neural style transfer for video.",
+                                     epilog="vidstyle -i IN -o OUT [options] is vidstyle transcode.",
+                                     formatter_class=_HelpWithDefaults)
     parser.add_argument("--version", action="version", version=f"vidstyle {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("transcode", help="stylize a video file (keeps every frame, timing and audio)")
-    t.add_argument("input", type=Path)
-    t.add_argument("-o", "--output", type=Path, required=True)
+    _add_input(t, "IN", "the video to stylize")
+    t.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="the video to write")
+    _add_overwrite_options(t)
+    part = t.add_argument_group("part (the output's clock starts at 0 there; audio is cut to match)")
+    part.add_argument("--start", "-ss", type=_seconds, default=0.0, metavar="TIME",
+                      help="begin this far into the video: seconds or [HH:]MM:SS[.frac]")
+    part.add_argument("--duration", "-t", type=_positive_seconds, metavar="TIME",
+                      help="stylize this long (default: to the end)")
     _add_style_options(t)
     _add_engine_options(t)
     _add_temporal_options(t)
@@ -98,8 +150,10 @@ def create_parser() -> argparse.ArgumentParser:
     _add_cluster_options(t)
 
     bt = sub.add_parser("batch", help="stylize every video of a folder or glob into OUT_DIR (optionally on Ray)")
-    bt.add_argument("inputs", metavar="IN_DIR_OR_GLOB")
-    bt.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR")
+    _add_input(bt, "IN_DIR_OR_GLOB", "a folder of videos (not recursive) or a quoted glob", kind=str)
+    bt.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR",
+                    help="the folder to write into, each video under its own name (made if missing)")
+    _add_overwrite_options(bt, skip="skip the videos whose output exists")
     _add_style_options(bt)
     _add_engine_options(bt)
     _add_temporal_options(bt)
@@ -108,8 +162,10 @@ def create_parser() -> argparse.ArgumentParser:
     _add_cluster_options(bt)
 
     i = sub.add_parser("image", help="stylize a picture")
-    i.add_argument("input", type=Path)
-    i.add_argument("-o", "--output", type=Path, required=True)
+    _add_input(i, "IN", "the picture to stylize")
+    i.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
+                   help="the picture to write (.png, .jpg, ...)")
+    _add_overwrite_options(i)
     _add_style_options(i)
     _add_engine_options(i)
 
@@ -160,7 +216,7 @@ def create_parser() -> argparse.ArgumentParser:
     b.add_argument("--mode", default="offline", choices=("offline", "live"),
                    help="offline: a transcode per point; live: a paced synthetic camera at --rate, frames dropped "
                         "rather than queued")
-    b.add_argument("--style", default="7")
+    b.add_argument("--style", default="7", help="the style of every point, as transcode takes it")
     b.add_argument("--frames", type=int, default=60, help="frames per point (default 60)")
     b.add_argument("--duration", type=float, help="seconds of video per point instead of --frames (synthetic source)")
     b.add_argument("--rate", type=int, default=30, help="frame rate of the synthetic source (default 30)")
@@ -170,6 +226,8 @@ def create_parser() -> argparse.ArgumentParser:
     b.add_argument("--csv", type=Path, help="write the table here")
     b.add_argument("--plot", type=Path, metavar="DIR", help="write bench-fps.png and bench-latency.png here")
     b.add_argument("--no-peak", action="store_true", help="skip measuring the matmul peak (no efficiency column)")
+    for command in sub.choices.values():
+        command.formatter_class = _HelpWithDefaults
     return parser
 
 
@@ -186,9 +244,11 @@ def _size(text: str | None):
 
 def _add_encoder_options(p: argparse.ArgumentParser) -> None:
     enc = p.add_argument_group("encoder")
-    enc.add_argument("--codec", default="libx264")
-    enc.add_argument("--crf", type=int, default=18)
-    enc.add_argument("--preset", default="medium")
+    enc.add_argument("--codec", default="libx264",
+                     help="FFmpeg video encoder: libx264, libx265, libvpx-vp9, mpeg4, ...")
+    enc.add_argument("--crf", type=int, default=18, help="quality: lower is better and larger (x264 scale)")
+    enc.add_argument("--preset", default="medium",
+                     help="x264 speed/size trade-off, ultrafast .. veryslow (mapped for VP9)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -227,7 +287,8 @@ def _transcode_config(args, input_path, output_path, **extra):
     from vidstyle.offline import TranscodeConfig
 
     return _settings(args, TranscodeConfig, input=input_path, output=output_path, batch=args.batch,
-                     encode=EncodeSettings(codec=args.codec, crf=args.crf, preset=args.preset), **extra)
+                     encode=EncodeSettings(codec=args.codec, crf=args.crf, preset=args.preset),
+                     overwrite=bool(args.overwrite), **extra)
 
 
 def cmd_transcode(args) -> int:
@@ -235,8 +296,10 @@ def cmd_transcode(args) -> int:
     from vidstyle.offline import transcode
 
     _check_transcode_options(args)
+    if (args.cluster or args.resume) and (args.start or args.duration is not None):
+        raise VidstyleError("--start and --duration run on this machine; drop --cluster and --resume")
     config = _transcode_config(args, args.input, args.output, on_decode_error=args.on_decode_error,
-                               keep_partial=True, cancel_wait=0.5)
+                               keep_partial=True, cancel_wait=0.5, start=args.start, duration=args.duration)
     if args.cluster or args.resume:
         return _cluster_transcode(args, config)
     bar = None
@@ -296,7 +359,7 @@ def cmd_image(args) -> int:
     _check_internal_scale(args)
     rgb = read_image(args.input)
     style = parse(args.style)
-    check_output(args.output, [args.input])
+    check_output(args.output, [args.input], overwrite=bool(args.overwrite))
     settings = _settings(args, StylizeSettings)
     write_image(args.output, settings.stylizer(style).image(rgb, settings.size))
     print(f"wrote {args.output}")
@@ -483,27 +546,47 @@ def cmd_batch(args) -> int:
 
     _check_transcode_options(args)
     _check_cluster_options(args)
-    inputs = find_inputs(args.inputs)
+    inputs = find_inputs(args.input)
     out_dir = output_dir(args.output)
     config = _transcode_config(args, inputs[0], out_dir / inputs[0].name)
     progress, close = _bar(args, "frame", "batch")
     session = Session(args.cluster, args.workers, args.cpus_per_worker)
     try:
         outputs = interrupt.run(lambda: run_batch(config, inputs, out_dir, session, args.resume, progress,
-                                                  args.segment_frames),
+                                                  args.segment_frames, skip_existing=args.overwrite is False),
                                 session.cancel, keeps_something=lambda: True)  # as _cluster_transcode
     finally:
         close()
-    print(f"wrote {len(outputs)} file(s) to {out_dir}")
+    there = len(inputs) - len(outputs)
+    print(f"wrote {len(outputs)} file(s) to {out_dir}" + (f" ({there} already there)" if there else ""))
     return 0
 
 
+def _ffmpeg_order(argv: list[str]) -> list[str]:
+    """``vidstyle -i IN -o OUT ...`` (or ``-y -i ...``), as one would call ffmpeg, is a transcode."""
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        return ["transcode", *argv]
+    return argv
+
+
+def _one_input(args) -> None:
+    """IN or -i IN: exactly one."""
+    if not hasattr(args, "input_option"):
+        return
+    given = [value for value in (args.input, args.input_option) if value is not None]
+    if len(given) != 1:
+        raise VidstyleError(f"{args.command}: give the input once, as IN or -i IN"
+                            + (f" (got {given[0]} and {given[1]})" if given else ""))
+    args.input = given[0]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = create_parser().parse_args(argv)
+    args = create_parser().parse_args(_ffmpeg_order(sys.argv[1:] if argv is None else list(argv)))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
     handler = {"transcode": cmd_transcode, "batch": cmd_batch, "image": cmd_image, "styles": cmd_styles, "metrics": cmd_metrics, "bench": cmd_bench,
                "live": cmd_live}[args.command]
     try:
+        _one_input(args)
         return handler(args)
     except Cancelled as exc:
         print(f"vidstyle: interrupted: {_one_line(exc)}", file=sys.stderr)

@@ -104,8 +104,12 @@ def estimated_frames(path: Path) -> int | None:
 
 
 def run_batch(config: TranscodeConfig, inputs: list[Path], out_dir: Path, session: Session,
-              resume: bool, progress: Callable | None = None, segment_frames: int | None = None) -> list[Path]:
-    """Each input to OUT_DIR/NAME (same name; same container).
+              resume: bool, progress: Callable | None = None, segment_frames: int | None = None,
+              skip_existing: bool = False) -> list[Path]:
+    """Each input to OUT_DIR/NAME (same name; same container); returns the outputs written.
+
+    An existing output is a finished job with ``resume`` or ``skip_existing``, else it
+    is replaced if ``config.overwrite`` says so and refused (before any work) if not.
 
     On Ray, files of under two segments (by the container's frame count) fan out one per
     actor; then each longer file is cut into segments spread over all actors, so that a
@@ -118,8 +122,8 @@ def run_batch(config: TranscodeConfig, inputs: list[Path], out_dir: Path, sessio
 
     pairs = [(i, out_dir / i.name) for i in inputs]
     for i, o in pairs:
-        check_target(o, [i])
-    if resume:  # a finished output is a finished job
+        check_target(o, [i], overwrite=config.overwrite or resume or skip_existing)
+    if resume or skip_existing:
         pairs = [(i, o) for i, o in pairs if not o.exists()]
     counts = [estimated_frames(i) for i, _ in pairs]
     total = None if None in counts else sum(counts)

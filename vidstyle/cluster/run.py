@@ -43,7 +43,7 @@ def settings_key(config: TranscodeConfig, segment_frames: int, preroll: int) -> 
     src = Path(config.input).resolve()
     stat = src.stat()
     fields = {k: v for k, v in dataclasses.asdict(config).items()
-              if k not in ("input", "output", "queue_size", "keep_partial", "cancel_wait")}
+              if k not in ("input", "output", "queue_size", "keep_partial", "cancel_wait", "overwrite")}
     blob = json.dumps([str(src), stat.st_size, stat.st_mtime_ns, fields, segment_frames, preroll],
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -162,9 +162,11 @@ def transcode_segmented(config: TranscodeConfig, executor=None, resume: bool = F
     ``preroll`` defaults to what the smoothing settings need (:func:`preroll_frames`),
     ``segment_frames`` to ten times that, at least 250.
     """
+    if config.start or config.duration is not None:
+        raise ValueError("a part of a video (start, duration) is stylized by vidstyle.offline.transcode")
     start = time.perf_counter()
     info = probe(config.input)
-    check_target(config.output, [config.input])
+    check_target(config.output, [config.input], overwrite=config.overwrite)
     if preroll is None:
         preroll = preroll_frames(config.temporal, config.temporal_strength)
     segment_frames = segment_frames or default_segment_frames(preroll)

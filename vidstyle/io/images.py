@@ -26,8 +26,9 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
-def check_output(path: Path, inputs: list[Path] = ()) -> None:
-    """Fail before any work if ``path`` cannot be written or would overwrite an input."""
+def check_output(path: Path, inputs: list[Path] = (), overwrite: bool = True) -> None:
+    """Fail before any work if ``path`` cannot be written, would overwrite an input, or
+    (``overwrite`` False) exists."""
     folder = path.parent if str(path.parent) else Path(".")
     for src in inputs:
         if path.exists() and src.exists() and os.path.samefile(path, src):
@@ -41,6 +42,8 @@ def check_output(path: Path, inputs: list[Path] = ()) -> None:
         raise OutputError(f"{folder}: output folder is not writable ({exc.strerror or exc})") from None
     if cv2.haveImageWriter(f"x{path.suffix}") is False or not path.suffix:
         raise OutputError(f"{path}: unknown image type {path.suffix or '(none)'}; use .png or .jpg")
+    if not overwrite and path.exists():
+        raise OutputError(f"{path}: already exists; -y replaces it")
 
 
 def write_image(path: Path, rgb: np.ndarray) -> Path:

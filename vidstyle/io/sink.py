@@ -100,13 +100,20 @@ class FileSink:
     rotation is written back as display-matrix metadata, so frames are expected
     as stored, not upright. Audio from ``audio_from`` is interleaved as the video
     clock advances, so even an interrupted file has sound up to that point.
+
+    A part of the source (``start``/``end``, seconds on the source's clock): the
+    output's clock starts at ``start`` (video pts and audio move back by it), and
+    only the audio from ``start`` to ``end`` is carried.
     """
 
     def __init__(self, path, info: VideoInfo, width: int, height: int,
                  settings: EncodeSettings = EncodeSettings(), audio_from: str | None = None,
-                 options: Callable[[str], dict[str, str]] | None = None):
+                 options: Callable[[str], dict[str, str]] | None = None, *,
+                 start: Fraction | float | None = None, end: Fraction | float | None = None):
         """``options(codec_name)``: encoder options to add to what ``settings`` give."""
         self.path = Path(path)
+        self._offset = Fraction(start or 0)
+        self._end = None if end is None else float(end)
         self.info = info
         self.width, self.height = width, height
         self.settings = settings
@@ -142,7 +149,8 @@ class FileSink:
                 self._container = av.open(str(self._temp), "w")
                 self._video = self._add_video(codec)
                 if audio_from:
-                    self._audio = AudioFeed(self._container, audio_from, transcode_audio)
+                    self._audio = AudioFeed(self._container, audio_from, transcode_audio,
+                                            start=float(self._offset) if self._offset else None)
                 # Writing the header opens every encoder, so bad options, sizes and
                 # codec/container pairs fail here, before the pipeline starts work.
                 self._container.start_encoding()
@@ -211,7 +219,7 @@ class FileSink:
             try:
                 self._container.mux(self._video.encode(picture))
                 self.frames += 1
-                self._clock = float(picture.pts * time_base)
+                self._clock = float(picture.pts * time_base + self._offset)
                 if self._audio:
                     self._audio.feed_until(self._clock)
             except (av.FFmpegError, OSError) as error:
@@ -222,7 +230,7 @@ class FileSink:
         if frame.pts is None or frame.time_base is None:
             pts = 0 if self._last_pts is None else self._last_pts + self._step
         else:
-            pts = round(frame.pts * as_fraction(frame.time_base) / time_base)
+            pts = round((frame.pts * as_fraction(frame.time_base) - self._offset) / time_base)
         # Encoders reject repeated or backward pts; a broken source should still
         # give every frame its own slot rather than fail or be dropped.
         if self._last_pts is not None and pts <= self._last_pts:
@@ -245,7 +253,7 @@ class FileSink:
             try:
                 self._container.mux(self._video.encode(None))
                 if self._audio:
-                    self._audio.finish(self._clock if partial else None)
+                    self._audio.finish(self._clock if partial else self._end)
                 container, self._container = self._container, None
                 container.close()  # writes the trailer; unlike abort, failures count here
                 self._close_container()
@@ -314,15 +322,18 @@ class AudioFeed:
 
     Packets are copied untouched when the container accepts their codec, else
     decoded and re-encoded to one it does (e.g. AAC into WebM becomes Opus).
+    With ``start`` (seconds) the audio before it is left out and the rest moves
+    back by it, whole packets at a time, as ffmpeg's stream copy cuts.
     """
 
     # Preferred re-encode targets; the native opus/vorbis encoders are experimental.
     _ENCODERS = ("aac", "libopus", "libvorbis", "libmp3lame", "mp2", "flac")
 
-    def __init__(self, container, path, transcode: bool = False):
+    def __init__(self, container, path, transcode: bool = False, start: float | None = None):
         self._out = container
         self._transcode = transcode
-        self._source = AudioPackets(path)
+        self._start = start
+        self._source = AudioPackets(path, start=start)
         try:
             self._routes = {s.index: self._add_route(s) for s in self._source.streams}
         except BaseException:
@@ -360,8 +371,14 @@ class AudioFeed:
             try:
                 if transcode:
                     for frame in packet.decode():  # an empty packet flushes the decoder
+                        if self._start and frame.pts is not None:
+                            frame.pts -= round(self._start / frame.time_base)
                         self._out.mux(out_stream.encode(frame))
                 elif packet.size:
+                    if self._start:
+                        shift = round(self._start / packet.time_base)
+                        packet.pts = None if packet.pts is None else packet.pts - shift
+                        packet.dts = None if packet.dts is None else packet.dts - shift
                     packet.stream = out_stream
                     self._out.mux(packet)
             except av.FFmpegError as error:
@@ -406,9 +423,9 @@ def _close_stray_descriptor(path: Path) -> None:
             pass  # gone meanwhile, or the listing's own descriptor
 
 
-def check_target(path, inputs=()) -> None:
+def check_target(path, inputs=(), overwrite: bool = True) -> None:
     """Fail before any work if ``path`` cannot be a video output: its folder is missing,
-    it is a folder, or it is one of ``inputs``."""
+    it is a folder, it is one of ``inputs``, or (``overwrite`` False) it exists."""
     path = Path(path)
     folder = path.absolute().parent
     if not folder.is_dir():
@@ -418,6 +435,8 @@ def check_target(path, inputs=()) -> None:
     for source in inputs:
         if _same_file(path, Path(source)):
             raise OutputError(f"{path}: output would overwrite the input {source}")
+    if not overwrite and path.exists():
+        raise OutputError(f"{path}: already exists; -y replaces it")
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -42,6 +42,7 @@ class VideoInfo:
     # track durations and Matroska's DURATION tag. A decode that stops well before it
     # is a truncated or damaged file, not a short video.
     declared_end: float | None = None
+    first_pts: int | None = None  # of the first picture that decodes, in time_base
 
     @property
     def frame_period(self) -> float:
@@ -121,6 +122,7 @@ def probe(path) -> VideoInfo:
             codec=stream.codec_context.name,
             has_audio=bool(container.streams.audio),
             declared_end=_declared_end(container, stream),
+            first_pts=first.pts,
         )
 
 
@@ -247,7 +249,8 @@ class FileSource:
             stream.thread_type = "AUTO"
             stream.codec_context.thread_count = self.threads
             time_base = as_fraction(stream.time_base) or self.info.time_base
-            if start is not None:
+            # Seeking to the first picture gains nothing, and MPEG-TS lands past it.
+            if start is not None and self.seek_pts > (self.info.first_pts or 0):
                 container.seek(self.seek_pts, stream=stream, backward=True, any_frame=False)
             packets = container.demux(stream)
             reached = None  # the end time of the latest packet read, seconds
@@ -357,12 +360,19 @@ class AudioPackets:
 
     A sink runs one beside its video so that audio is interleaved as frames are
     written instead of in a second pass; an interrupted file still has sound.
+    With ``start`` (seconds) the packets that begin before it are left out.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, start: float | None = None):
         self.path = Path(path)
+        self.start = start
         self._container = open_input(self.path)
         self.streams = tuple(self._container.streams.audio)
+        if self.streams and start:
+            try:  # backward: the demuxer lands at or before the start; until() drops the rest
+                self._container.seek(int(start * av.time_base), backward=True, any_frame=False)
+            except av.FFmpegError:
+                pass  # a file that cannot seek is read from its beginning
         self._packets = self._container.demux(*self.streams) if self.streams else iter(())
         self._held = None  # the first packet past the last limit
 
@@ -387,6 +397,8 @@ class AudioPackets:
             if limit is not None and seconds is not None and seconds >= limit:
                 self._held = packet
                 return
+            if self.start and seconds is not None and seconds < self.start:
+                continue
             yield packet
 
     def close(self) -> None:
