@@ -1,4 +1,4 @@
-"""Command line: transcode | batch | image | styles | metrics | live | bench.
+"""Command line: transcode | batch | image | styles | info | completion | metrics | live | bench.
 
 Thin: parse, validate, call the library; the library never sees the argparse namespace."""
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _add_engine_options(p: argparse.ArgumentParser, internal_scale: bool = True)
 
     g = p.add_argument_group("engine")
     g.add_argument("--engine", default="auto", choices=("auto", *ENGINES),
-                   help="auto: the fastest installed here (docs/gpu.md)")
+                   help="auto: the fastest installed here; vidstyle info lists them (docs/gpu.md)")
     g.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0: one per core)")
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="arithmetic of the network (default auto: the engine's fastest within the quality bound)")
@@ -173,6 +173,15 @@ def create_parser() -> argparse.ArgumentParser:
     s.add_argument("--sheet", type=Path, help="write a labelled contact sheet of all 26 styles here")
     s.add_argument("--on", type=Path, help="picture to render the sheet on (default: a frame of the sample clip)")
     _add_engine_options(s, internal_scale=False)
+
+    n = sub.add_parser("info", help="what runs here: engines (and why not the others), GPU, precisions, "
+                                    "cache folder, versions")
+    n.add_argument("--json", action="store_true", help="print it as JSON")
+
+    c = sub.add_parser("completion", help="print a shell completion script (needs the completion extra)",
+                       epilog="bash: eval \"$(vidstyle completion bash)\" in ~/.bashrc; "
+                              "zsh: vidstyle completion zsh > ~/.zfunc/_vidstyle")
+    c.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell to complete in")
 
     m = sub.add_parser("metrics", help="measure the flicker of a stylized video against its input")
     m.add_argument("input", type=Path, help="the video that was stylized")
@@ -384,6 +393,39 @@ def cmd_styles(args) -> int:
     return 0
 
 
+def cmd_info(args) -> int:
+    import json
+
+    from vidstyle.apps.info import collect, render
+
+    report = collect()
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0
+
+
+def cmd_completion(args) -> int:
+    try:
+        import shtab
+    except ImportError:
+        raise VidstyleError("shell completion needs shtab: pip install 'vidstyle[completion]'") from None
+    parser = create_parser()
+    _complete_paths(parser, shtab)
+    print(shtab.complete(parser, args.shell))
+    return 0
+
+
+def _complete_paths(parser: argparse.ArgumentParser, shtab) -> None:
+    """Files and folders complete as such (shtab reads ``complete`` off each action)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                _complete_paths(command, shtab)
+        elif action.metavar in ("OUT_DIR", "DIR"):
+            action.complete = shtab.DIRECTORY
+        elif action.type is Path or action.dest in ("input", "input_option"):
+            action.complete = shtab.FILE
+
+
 def cmd_metrics(args) -> int:
     from vidstyle.measure.metrics import measure
 
@@ -584,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     args = create_parser().parse_args(_ffmpeg_order(sys.argv[1:] if argv is None else list(argv)))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up chatter is not for users
     handler = {"transcode": cmd_transcode, "batch": cmd_batch, "image": cmd_image, "styles": cmd_styles, "metrics": cmd_metrics, "bench": cmd_bench,
-               "live": cmd_live}[args.command]
+               "live": cmd_live, "info": cmd_info, "completion": cmd_completion}[args.command]
     try:
         _one_input(args)
         return handler(args)
