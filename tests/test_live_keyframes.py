@@ -80,6 +80,7 @@ def test_a_keyframe_that_finishes_three_frames_late_lands_where_the_object_is_no
     shows after the fade tells whether it was carried to the present. No fills: they
     would put fresh pixels over the object's edges and hide where it landed."""
     monkeypatch.setattr(reuse, "FILL_SHARE", 2.0)
+    monkeypatch.setattr(reuse.Carrier, "KEEP", 0.0)  # the landing replaces the carried picture outright
     frames = [Frame(t, t, None, scene(t)) for t in range(12)]
     key = geometry.plan(160, 96)
     stylizer = Stylizer(styles.parse("7"), engine=SlowEngine(0.0))
@@ -119,9 +120,34 @@ def test_a_keyframe_that_finishes_three_frames_late_lands_where_the_object_is_no
     threads.assert_back_to_start()
 
 
-def test_live_fills_what_the_moving_object_uncovers(threads):
+def test_a_landing_keyframe_keeps_part_of_the_carried_keyframe_but_none_of_a_cheap_fill():
+    """Consecutive keyframes differ (the network is not temporally stable): a landing keeps
+    KEEP of what an earlier keyframe put there, and fades in; a cheap fill it replaces."""
+    still = lambda i: reuse_motion(i)  # noqa: E731
+    carrier = reuse.Carrier(temporal.Flow())
+    a, b = np.full((96, 160, 3), 100, np.uint8), np.full((96, 160, 3), 200, np.uint8)
+    mask = np.zeros((96, 160), np.float32)
+    mask[:, :80] = 1.0  # the left half refreshed by a fill (value 0) before the landing
+    carrier.step(0, None, stand_in=a, cheap=False)
+    carrier.step(1, still(1), fill=reuse.Fill(np.zeros_like(a), mask))
+    shown = [carrier.step(i, still(i), landed=b if i == 2 else None) for i in range(2, 2 + reuse.Carrier.RAMP + 1)]
+    kept = round(reuse.Carrier.KEEP * 100 + (1 - reuse.Carrier.KEEP) * 200)
+    assert abs(int(shown[-1][48, 120, 0]) - kept) <= 1  # from the earlier keyframe: partly kept
+    assert abs(int(shown[-1][48, 40, 0]) - 200) <= 1  # a fill's pixels: replaced
+    assert int(shown[-1][48, 120, 0]) - int(shown[0][48, 120, 0]) > 5  # and it came in over the fade
+
+
+def reuse_motion(index: int) -> temporal.Motion:
+    shape = (96, 160)
+    return temporal.Motion(index, index - 1, np.zeros((*shape, 2), np.float32), np.ones(shape, np.float32),
+                           np.zeros(shape, np.float32), False, np.zeros((*shape, 3), np.uint8))
+
+
+def test_live_fills_what_the_moving_object_uncovers(threads, monkeypatch):
     """One keyframe (halving the picture), then only fills (inverting it): behind the object
-    the background comes back fresh, not as a stale copy of the object."""
+    the background comes back fresh, not as a stale copy of the object. (Live video fills
+    only large changes; here every change is, to see the fill's pixels land.)"""
+    monkeypatch.setattr(reuse, "LIVE_FILL_SHARE", reuse.FILL_SHARE)
     frames = [Frame(t, t, None, scene(t)) for t in range(9)]
     key = geometry.plan(160, 96)
     stylizer = Stylizer(styles.parse("7"), engine=SlowEngine(0.0))

@@ -79,6 +79,22 @@ def test_an_untrusted_region_is_refreshed_and_scattered_noise_is_not():
     assert plan.regions[40:56, 60:80].all() and plan.regions.mean() < 0.1  # the block, grown a little
 
 
+def test_live_keyframes_come_from_their_thread_and_only_a_large_change_is_filled():
+    policy = reuse.KeyframePolicy(asynchronous=True)
+    assert policy.decide(0, None, BACKGROUND).key  # nothing to carry: a whole frame is needed now
+    block = np.zeros((96, 160), bool)
+    block[40:56, 60:80] = True
+    assert not policy.decide(1, motion(1, 0, untrusted=block), BACKGROUND).fill  # waits for the next keyframe
+    half = np.zeros((96, 160), bool)
+    half[:, :96] = True
+    plan = policy.decide(2, motion(2, 1, untrusted=half), BACKGROUND)
+    assert plan.fill and not plan.key  # however large, never a keyframe in line
+    assert all(not policy.decide(i, motion(i, i - 1), BACKGROUND).key for i in range(3, 3 + reuse.MAX_GAP + 5))
+    assert policy.stats.keyframes == 0  # only landings (rebase) count
+    policy.rebase(cv2.GaussianBlur(BACKGROUND, (3, 3), 0))
+    assert policy.stats.keyframes == 1
+
+
 def test_a_region_the_size_of_the_frame_makes_a_keyframe():
     policy = reuse.KeyframePolicy()
     policy.decide(0, None, BACKGROUND)

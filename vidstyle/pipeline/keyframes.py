@@ -11,6 +11,8 @@ keeps the keyframe size whatever the machine, and the ladder sizes only the fill
 """
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Callable
@@ -30,6 +32,7 @@ KEY_SIDE = 480  # keyframes' longer side unless --size says otherwise (a 2-core 
 FLOW_SIDE = 320  # the flow's longer side: it runs on every frame, in the camera's time ...
 FLOW_PRESET = cv2.DISOPTICAL_FLOW_PRESET_FAST  # ... and so the fast preset (half the medium one's time)
 FILL_THREADS = 1  # a pool of engine threads would spin between fills, taking time from the camera path
+NICE = 10  # the keyframe thread's scheduling priority, below the camera path's
 JOIN = 10.0  # seconds to wait for a keyframe in progress at shutdown
 
 
@@ -66,6 +69,7 @@ class KeyframeWorker:
         return item
 
     def _loop(self) -> None:
+        _yield_to_camera()
         while True:
             with self._cond:
                 while self._next is None and not self._stopping:
@@ -94,6 +98,17 @@ class KeyframeWorker:
         return self._thread.is_alive()
 
 
+def _yield_to_camera() -> None:
+    """Lower this thread's scheduling priority (Linux: threads have their own nice value),
+    so that where the cores are short the camera path runs and keyframes come less often,
+    rather than every frame coming late."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+        except OSError:
+            pass  # a container may forbid it; keyframes then share the cores evenly
+
+
 @dataclass
 class _Live:
     """A camera frame on its way through prepare -> motion -> fill -> temporal."""
@@ -104,7 +119,8 @@ class _Live:
     motion: Motion | None = None
     plan: reuse.Plan | None = None
     landed: np.ndarray | None = None  # a keyframe finished since the previous frame, carried to it
-    stand_in: np.ndarray | None = None  # a cheap whole-frame stylization where nothing can be carried
+    stand_in: np.ndarray | None = None  # a whole-frame stylization where nothing can be carried ...
+    keyed: bool = False  # ... a keyframe's (the first frame) rather than a cheap one
     fill: reuse.Fill | None = None
 
     @property
@@ -134,14 +150,19 @@ def fill_sizing(stylizer: Stylizer, key: geometry.Geometry, rate: float) -> Adap
 
 def keyframe_stages(stylizer: Stylizer, key: geometry.Geometry, sizing: Fixed | Adaptive, smoother: Flow,
                     policy: reuse.KeyframePolicy, worker: KeyframeWorker, trail: Trail,
-                    gate: Callable[[list], list] | None = None) -> list[Stage]:
+                    gate: Callable[[list], list] | None = None,
+                    key_run: Callable[[np.ndarray], np.ndarray] | None = None) -> list[Stage]:
     """prepare -> [fresh] -> motion -> fill -> temporal for one live source, keyframes from ``worker``.
 
     ``key`` is the keyframe geometry (the picture's size); ``sizing`` sizes the fill;
     ``policy`` (asynchronous) decides where the carried picture needs a fill; ``trail``
     is the one ``worker`` carries its keyframes along (:func:`start_worker`); ``gate``
-    drops stale frames before the motion sees them. Every stage runs in frame order.
+    drops stale frames before the motion sees them; ``key_run`` (network input -> the
+    picture at the keyframe size; default the stylizer's own engine) stylizes the first
+    frame whole. Every stage runs in frame order.
     """
+    first = [True]
+    key_run = key_run or (lambda net: geometry.crop(stylizer.run(net[None])[0], key))
     carrier = reuse.Carrier(smoother)
     fill_engine = stylizer.engine_with(FILL_THREADS)
     every = policy.every or 1
@@ -179,7 +200,12 @@ def keyframe_stages(stylizer: Stylizer, key: geometry.Geometry, sizing: Fixed | 
         return out if out.shape == work.small.shape else guided.upsample(out, work.small)
 
     def fill(work: _Live):
-        if work.plan.key:
+        if work.plan.key and first[0]:
+            # The very first frame waits for a whole keyframe: a cheap stand-in would be
+            # replaced a few frames later, a jump at the start of every run.
+            first[0], work.keyed = False, True
+            work.stand_in = key_run(work.net)
+        elif work.plan.key:
             work.stand_in = cheap(work)
         elif work.plan.fill:
             mask = cv2.resize(work.plan.regions, (key.proc_w, key.proc_h), interpolation=cv2.INTER_NEAREST)
@@ -188,7 +214,8 @@ def keyframe_stages(stylizer: Stylizer, key: geometry.Geometry, sizing: Fixed | 
 
     def smooth(work: _Live):
         f = work.frame
-        out = carrier.step(f.index, work.motion, stand_in=work.stand_in, fill=work.fill, landed=work.landed)
+        out = carrier.step(f.index, work.motion, stand_in=work.stand_in, fill=work.fill, landed=work.landed,
+                           cheap=not work.keyed)
         yield Frame(f.index, f.pts, f.time_base, stylizer.touch_up(geometry.grow(out, key), f.image), f.captured)
 
     stages = [Stage("prepare", prepare)]

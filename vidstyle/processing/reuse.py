@@ -25,6 +25,10 @@ MISMATCH = 20  # levels (of 255) between the carried keyframe input and the pres
 STRAIN = 2.0  # how far the flow may bend a carried picture (summed strain) before it is refreshed
 FILL_SHARE = 0.003  # a fill runs when the regions to refresh (noise removed) cover more than this share
 KEY_SHARE = 0.3  # ... and a keyframe when they cover more than this
+# Live video fills only a change this large: a fill there is the network at a small size, and
+# its look differs from a keyframe's more than a stale patch does until the next keyframe
+# lands (a fifth of a second): fills on every small region doubled the flicker (docs/reuse.md).
+LIVE_FILL_SHARE = 0.3
 DEBT_LIMIT = 1.5  # a keyframe when the refreshed shares since the last one add up to this
 MAX_GAP = 30  # frames between keyframes at most, whatever the motion says
 FILL_SCALE = 0.5  # a cheap fill runs the network at this x the processing size (guided upsampling back)
@@ -254,7 +258,7 @@ class KeyframePolicy:
             else:
                 self.stats.keyframes += 1
             return Plan(key=True)
-        fill = share > FILL_SHARE
+        fill = share > (LIVE_FILL_SHARE if self.asynchronous else FILL_SHARE)
         if fill:
             fresh = regions.astype(bool)
             carried = np.where(fresh[..., None], now, carried)
@@ -321,34 +325,54 @@ class Carrier:
     """Live video's output: the latest keyframe's stylization carried along the flow.
 
     Unlike :class:`Propagator` there is no smoother after it: consecutive outputs are the
-    same picture moved, so nothing flickers except where a fill puts fresh pixels in, and
-    live video cannot afford a second warp and a blend per frame. A keyframe that lands
-    fades in over RAMP frames, the outgoing one carried beside it meanwhile.
+    same picture moved, so nothing changes except where a fill puts fresh pixels in, and
+    live video cannot afford a second warp and a blend per frame. The smoothing happens
+    where the picture changes, when a keyframe lands: each keyframe is its own stylization,
+    and replacing the carried one outright would show the network's frame-to-frame
+    instability as a jump every few frames. So a landing keeps KEEP of the carried picture
+    where that came from an earlier keyframe (the same time constant as the flow smoother
+    at 30 fps with keyframes every ~6 frames), takes the keyframe where the carried picture
+    came from a cheap fill or stand-in, and fades in over RAMP frames.
     """
 
     RAMP = 3
+    KEEP = 0.7
 
     def __init__(self, smoother: Flow):
         self.smoother = smoother
         self._index: int | None = None
         self._key: np.ndarray | None = None  # the output of the previous frame, without the fade
-        self._old: np.ndarray | None = None  # the keyframe being replaced, carried alike
+        self._cheap: np.ndarray | None = None  # float32 0..1: where _key came from a fill or stand-in
+        self._old: np.ndarray | None = None  # the picture being replaced, carried alike
         self._fade = 0  # frames left of the fade
 
     def step(self, index: int, motion: Motion | None, stand_in: np.ndarray | None = None,
-             fill: Fill | None = None, landed: np.ndarray | None = None) -> np.ndarray:
-        """The output of frame ``index``: ``stand_in`` a cheap whole-frame stylization where
-        nothing can be carried (the start, a cut), ``fill`` fresh pixels where the carried
-        picture no longer fits, ``landed`` a keyframe finished since the previous frame and
-        carried to that frame."""
+             fill: Fill | None = None, landed: np.ndarray | None = None, cheap: bool = True) -> np.ndarray:
+        """The output of frame ``index``: ``stand_in`` a whole-frame stylization where nothing
+        can be carried (the start, a cut; ``cheap`` unless it is a keyframe's), ``fill``
+        fresh pixels where the carried picture no longer fits, ``landed`` a keyframe
+        finished since the previous frame and carried to that frame."""
         if stand_in is not None:
             self._index, self._key, self._old, self._fade = index, stand_in, None, 0
+            self._cheap = np.full(stand_in.shape[:2], 1.0 if cheap else 0.0, np.float32)
             return stand_in
         if self._key is None or motion is None or motion.cut or motion.prev_index != self._index:
             raise ValueError(f"frame {index} has no keyframe and no history to carry")
         if landed is not None and landed.shape == self._key.shape:
-            self._old, self._key, self._fade = self._key, landed, self.RAMP
-        self._index, self._key = index, self._paste(self.smoother.warp(self._key, motion), fill)
+            h, w = landed.shape[:2]
+            keep = cv2.resize(1.0 - self._cheap, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(self.KEEP)
+            self._old, self._fade = self._key, self.RAMP
+            self._key = cv2.blendLinear(self._key, landed, keep, 1.0 - keep)
+            self._cheap = np.zeros_like(self._cheap)
+        self._key = self._paste(self.smoother.warp(self._key, motion), fill)
+        # Where the picture is cheap matters at the flow's resolution, where warping it costs little.
+        fh, fw = motion.flow.shape[:2]
+        if self._cheap.shape != (fh, fw):
+            self._cheap = cv2.resize(self._cheap, (fw, fh), interpolation=cv2.INTER_AREA)
+        self._cheap = self.smoother.warp(self._cheap, motion)
+        if fill is not None:
+            self._cheap = np.maximum(self._cheap, cv2.resize(fill.mask, (fw, fh), interpolation=cv2.INTER_AREA))
+        self._index = index
         if not self._fade:
             return self._key
         self._fade -= 1
