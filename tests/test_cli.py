@@ -135,7 +135,7 @@ def test_image_writes_the_stylized_picture(workdir):
 def test_styles_lists_the_builtins(tmp_path):
     result = vidstyle("styles", cwd=tmp_path)
     assert result.returncode == 0 and result.stderr == ""
-    assert result.stdout.startswith("26 built-in styles: 0-25.")
+    assert result.stdout.startswith("26 built-in styles (--style INDEX;")
     assert os.listdir(tmp_path) == []
 
 

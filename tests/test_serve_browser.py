@@ -105,6 +105,15 @@ def test_the_page_shows_the_camera_stylized(tmp_path, threads):
         page.wait_for_timeout(500)  # frames already in flight were stylized in the old style
         assert stylized_ratio(page, Stylizer(styles.parse("3"))) < 0.5
 
+        # The thumbnails pick styles too, and show which one is on.
+        assert page.evaluate("[...document.querySelectorAll('#thumbs img')].every(i => i.naturalWidth === 160)")
+        page.click('#thumbs button[data-style="12"]')
+        page.wait_for_function("document.getElementById('status').textContent === 'style 12'", timeout=20_000)
+        assert page.get_attribute('#thumbs button[data-style="12"]', "aria-pressed") == "true"
+        assert page.input_value("#style") == "12"
+        page.wait_for_timeout(500)
+        assert stylized_ratio(page, Stylizer(styles.parse("12"))) < 0.5
+
         page.set_input_files("#picture", files=[{"name": "garbage.png", "mimeType": "image/png",
                                                  "buffer": b"not a picture"}])
         page.wait_for_function("document.getElementById('status').className === 'error'", timeout=10_000)

@@ -377,10 +377,14 @@ def cmd_image(args) -> int:
 
 def cmd_styles(args) -> int:
     from vidstyle.models import NUM_STYLES
+    from vidstyle.models.catalog import NAMES, thumbnail
 
     if args.sheet is None:
-        print(f"{NUM_STYLES} built-in styles: 0-{NUM_STYLES - 1}. Mix them as 3:0.5,12:0.5, or pass any picture.")
-        print("See them all: vidstyle styles --sheet styles.png")
+        print(f"{NUM_STYLES} built-in styles (--style INDEX; mix them as 3:0.5,12:0.5, or give any picture):")
+        width = max(map(len, NAMES))
+        for index, name in enumerate(NAMES):
+            print(f"{index:4d}  {name:<{width}}  {thumbnail(index)}")
+        print("All of them on a picture of yours: vidstyle styles --sheet styles.png --on PICTURE")
         return 0
     from vidstyle.io.images import DEFAULT_CONTENT, check_output, read_image, style_sheet, write_image
     from vidstyle.pipeline.stylizer import StylizeSettings
@@ -643,6 +647,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except VidstyleError as exc:
         print(f"vidstyle: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader left (vidstyle styles | head): stop quietly, and keep Python's exit-time
+        # flush of stdout from failing again (the recipe of Python's signal documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 

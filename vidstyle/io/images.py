@@ -12,6 +12,7 @@ from vidstyle.processing import styles
 from vidstyle.errors import InputError, OutputError
 from vidstyle.processing.pixels import load_rgb
 from vidstyle.models import NUM_STYLES
+from vidstyle.models.catalog import NAMES
 
 DEFAULT_CONTENT = Path(__file__).resolve().parents[1] / "data" / "content.jpg"
 
@@ -77,14 +78,21 @@ def style_sheet(stylizer_factory, content: np.ndarray, tile: int = 200, columns:
     stylizer = stylizer_factory(styles.builtin({0: 1.0}))
     batch = np.repeat(small[None], NUM_STYLES, axis=0)
     stylized = stylizer.engine.run(batch, np.eye(NUM_STYLES, dtype=np.float32))
-    tiles = [("original", small)] + [(f"style {i}", stylized[i]) for i in range(NUM_STYLES)]
-    th, tw = small.shape[:2]
+    return contact_sheet([("original", small)] + [(f"{i} {NAMES[i]}", stylized[i]) for i in range(NUM_STYLES)],
+                         columns)
+
+
+def contact_sheet(tiles: list[tuple[str, np.ndarray]], columns: int = 7) -> np.ndarray:
+    """Pictures of one size in rows of ``columns``, each under its label, on white."""
+    th, tw = tiles[0][1].shape[:2]
     label, pad = 22, 6
+    widest = max(cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)[0][0] for name, _ in tiles)
+    font = min(0.5, (tw - 4) / widest)  # every label fits its tile
     rows = -(-len(tiles) // columns)
     sheet = np.full((pad + rows * (th + label + pad), pad + columns * (tw + pad), 3), 255, np.uint8)
     for n, (name, img) in enumerate(tiles):
         r, c = divmod(n, columns)
         y, x = pad + r * (th + label + pad), pad + c * (tw + pad)
-        cv2.putText(sheet, name, (x + 2, y + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(sheet, name, (x + 2, y + 16), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 1, cv2.LINE_AA)
         sheet[y + label : y + label + th, x : x + tw] = img
     return sheet

@@ -2,8 +2,9 @@
 
 The page (``web/`` beside this module) sends its camera as a WebRTC video track and
 shows what comes back beside its own preview. Routes: ``GET /`` and ``/app.js`` (the
-page), ``GET /styles``, ``POST /offer`` (the page's complete SDP offer in, the answer
-and an unguessable viewer id out: all the signalling there is; no STUN, for localhost
+page), ``GET /styles`` (names and thumbnails, ``/styles/N.jpg``), ``POST /offer`` (the
+page's complete SDP offer in, the answer and an unguessable viewer id out: all the
+signalling there is; no STUN, for localhost
 or a LAN), ``POST /viewers/{id}/style`` (a built-in index) and
 ``POST /viewers/{id}/picture`` (a picture as the body). A new style's stylizer is built
 and traced off the event loop before the viewer switches to it.
@@ -50,7 +51,7 @@ from vidstyle.apps.serve.offers import offer_from
 from vidstyle.apps.serve.origin import SameOrigin
 from vidstyle.apps.serve.viewer import Viewer, ViewerSettings, plan_sizing
 from vidstyle.errors import StyleError, VidstyleError
-from vidstyle.models import NUM_STYLES
+from vidstyle.models import NUM_STYLES, catalog
 from vidstyle.processing import styles
 from vidstyle.processing.styles import Style
 
@@ -171,7 +172,8 @@ class StyleServer:
             app = web.Application(middlewares=[answers.middleware, self._origin.middleware])
             app.add_routes([web.get("/", self._page), web.get("/app.js", self._script),
                             web.get("/favicon.ico", self._no_icon),
-                            web.get("/styles", self._styles), web.post("/offer", self._offer),
+                            web.get("/styles", self._styles), web.get("/styles/{index}.jpg", self._thumbnail),
+                            web.post("/offer", self._offer),
                             web.post("/viewers/{id}/style", self._style),
                             web.post("/viewers/{id}/picture", self._picture)])
             # A client that keeps a request open must not hold up Ctrl-C for aiohttp's default minute.
@@ -263,8 +265,16 @@ class StyleServer:
 
     async def _styles(self, request: web.Request) -> web.Response:
         default = self._default.label if self._default.picture is None else None  # a mix: its label
-        return web.json_response({"builtins": list(range(NUM_STYLES)), "default": default,
-                                  "max_picture": self.limits.picture_bytes})
+        return web.json_response({"builtins": list(range(NUM_STYLES)), "names": list(catalog.NAMES),
+                                  "thumbnails": [f"styles/{i}.jpg" for i in range(NUM_STYLES)],
+                                  "default": default, "max_picture": self.limits.picture_bytes})
+
+    async def _thumbnail(self, request: web.Request) -> web.StreamResponse:
+        index = request.match_info["index"]
+        if not (index.isdigit() and int(index) < NUM_STYLES):
+            raise Refused(404, f"no built-in style {index}")
+        # Files of the installed package: they change only with vidstyle itself.
+        return web.FileResponse(catalog.thumbnail(int(index)), headers={"Cache-Control": "max-age=86400"})
 
     # -- signalling -----------------------------------------------------------
 

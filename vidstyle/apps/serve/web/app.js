@@ -81,8 +81,24 @@ async function connect(stream) {
 async function loadStyles() {
   const styles = await (await fetch("styles")).json();
   const select = $("style");
-  for (const index of styles.builtins) select.add(new Option(`style ${index}`, String(index)));
+  for (const index of styles.builtins) select.add(new Option(`${index} ${styles.names[index]}`, String(index)));
   select.add(new Option("upload a picture…", "upload"));
+  // The same choices as pictures: a click picks the style as the list would.
+  for (const index of styles.builtins) {
+    const button = document.createElement("button");
+    button.dataset.style = String(index);
+    button.title = `${index} ${styles.names[index]}`;
+    const img = new Image(64, 48);
+    img.src = styles.thumbnails[index];
+    img.alt = button.title;
+    button.append(img);
+    button.onclick = () => {
+      if (select.disabled || select.value === button.dataset.style) return;
+      select.value = button.dataset.style;
+      select.onchange();
+    };
+    $("thumbs").append(button);
+  }
   const plain = styles.default !== null && styles.builtins.includes(Number(styles.default));
   if (!plain) {
     // The server starts viewers on a mix or a picture: name it, but it cannot be chosen again.
@@ -99,9 +115,14 @@ async function loadStyles() {
       select.value = current;  // until a picture is accepted
       return;
     }
-    await choose(() => postJSON(`viewers/${viewer}/style`, { style: Number(select.value) }));
-    current = select.value;
+    if (await choose(() => postJSON(`viewers/${viewer}/style`, { style: Number(select.value) }))) {
+      current = select.value;
+    } else {
+      select.value = current;
+    }
+    markThumbnail(current);
   };
+  markThumbnail(select.value);
   $("picture").onchange = async () => {
     const file = $("picture").files[0];
     if (!file) return;
@@ -126,13 +147,19 @@ async function loadStyles() {
         select.add(mine, select.options.length - 1);
       }
       select.value = current = "picture";
+      markThumbnail(current);
     }
   };
+}
+
+function markThumbnail(value) {
+  for (const button of $("thumbs").children) button.setAttribute("aria-pressed", String(button.dataset.style === value));
 }
 
 async function choose(request) {
   status("switching style…");
   $("style").disabled = true;
+  for (const button of $("thumbs").children) button.disabled = true;
   try {
     const reply = await request();
     status(`style ${reply.style}`);
@@ -142,6 +169,7 @@ async function choose(request) {
     return false;
   } finally {
     $("style").disabled = false;
+    for (const button of $("thumbs").children) button.disabled = false;
   }
 }
 
