@@ -1,8 +1,10 @@
 # The two commands of the README: `make demo` and `make test`. Both create the
-# virtual environment and install what they need on first use.
+# virtual environment and install what they need on first use: the demo only the
+# runtime (no extras), the tests everything.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
 STAMP  := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 CHROMIUM_STAMP := $(VENV)/.chromium-stamp
@@ -11,17 +13,22 @@ DEMO_OUT := out/cup_style7.mp4
 
 .PHONY: install demo test bench flicker weights onnx clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,tf]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# -y: the demo writes the same file each time.
+demo: $(RUNTIME_STAMP)
 	mkdir -p out
-	$(BIN)/vidstyle transcode samples/cup.mp4 -o $(DEMO_OUT) --style 7
+	$(BIN)/vidstyle transcode samples/cup.mp4 -o $(DEMO_OUT) --style 7 -y
 	@echo "Stylized sample: $(abspath $(DEMO_OUT))"
 
 # The browser test of `live --serve` drives Debian's Chromium. As root with apt-get (CI)
