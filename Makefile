@@ -10,8 +10,11 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 CHROMIUM_STAMP := $(VENV)/.chromium-stamp
 TORCH_STAMP := $(VENV)/.torch-stamp
 DEMO_OUT := out/cup_style7.mp4
+# PyTorch's tests need its CPU build: TORCH=0 leaves PyTorch out (they are then skipped).
+TORCH ?= 1
+VENV_312 := .venv312
 
-.PHONY: install demo test bench flicker weights onnx clean
+.PHONY: install demo test test-3.11 test-3.12 test-all bench flicker weights onnx clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,9 +52,22 @@ $(TORCH_STAMP): $(STAMP)
 	touch $(TORCH_STAMP)
 
 # Imports run one way (pyproject.toml [tool.importlinter]), then the suite.
-test: $(STAMP) $(CHROMIUM_STAMP) $(TORCH_STAMP)
+test: $(STAMP) $(CHROMIUM_STAMP) $(if $(filter 1,$(TORCH)),$(TORCH_STAMP))
 	$(BIN)/lint-imports --no-cache
 	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m pytest tests -q
+
+# The suite on each supported Python, the interpreter found (or installed) by
+# tools/find_python.sh. On 3.12 pip takes PyAV 19, on 3.11 PyAV 18: both paths run.
+# PyTorch's CPU build is kept on these machines for 3.11 only (PyPI's Linux wheel brings
+# several GB of CUDA libraries), so its tests run on 3.11.
+test-3.11:
+	py=$$(sh tools/find_python.sh 3.11) && $(MAKE) test PYTHON="$$py"
+
+test-3.12:
+	py=$$(sh tools/find_python.sh 3.12) && $(MAKE) test PYTHON="$$py" VENV=$(VENV_312) TORCH=0
+
+# What CI runs (.ci/run).
+test-all: test-3.11 test-3.12
 
 # The benchmarks' extra (plots, photos for the synthetic clips), on top of the dev install.
 $(BENCH_STAMP): $(STAMP)
@@ -75,4 +91,4 @@ onnx: $(STAMP)
 	$(BIN)/python -m tools.export_onnx
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) $(VENV_312) out .pytest_cache

@@ -219,11 +219,18 @@ def read_video(path) -> VideoData:
             astream = container.streams.audio[0]
             audio_codec = astream.codec_context.name
             samples, rate = 0, astream.codec_context.sample_rate
-            for frame in container.decode(astream):
-                samples += frame.samples
-                if frame.pts is not None:
-                    start = float(frame.pts * _fraction(frame.time_base))
-                    audio_end = start + frame.samples / frame.sample_rate
+            for packet in container.demux(astream):
+                try:
+                    decoded = packet.decode()
+                except av.FFmpegError:
+                    # Damaged audio is copied as it came; a player skips such packets, and
+                    # PyAV 19 raises on some that PyAV 18 let its decoder conceal.
+                    continue
+                for frame in decoded:
+                    samples += frame.samples
+                    if frame.pts is not None:
+                        start = float(frame.pts * _fraction(frame.time_base))
+                        audio_end = start + frame.samples / frame.sample_rate
             audio_duration = samples / rate
     return VideoData(images, pts, time_base, width, height, rotation, codec,
                      audio_codec, audio_duration, audio_end)

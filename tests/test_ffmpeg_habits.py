@@ -130,10 +130,12 @@ def test_start_and_duration_give_that_many_seconds_of_video_and_audio(tmp_path, 
     # --strength 0 gives the pictures back: the first is the source's frame at 2 s.
     assert nearest_index(out.frames[0], range(40, 60), (64, 48)) == 50
     assert nearest_index(out.frames[-1], range(115, 135), (64, 48)) == 124
-    # Audio is cut in whole AAC packets (1024 samples, 23 ms): within one of the part.
+    # Audio is cut in whole AAC packets (1024 samples, 23 ms): each end within one of the
+    # part's. (PyAV 18 and 19 decode the same packets to lengths 20 ms apart: their
+    # FFmpegs treat the encoder's priming samples differently.)
     packet = 1024 / 44100
-    assert out.audio_duration == pytest.approx(3.0, abs=packet)
     assert out.audio_end - out.audio_duration == pytest.approx(0.0, abs=packet)
+    assert out.audio_end == pytest.approx(3.0, abs=packet)
 
 
 # --- never replaced without -y ---------------------------------------------------------------

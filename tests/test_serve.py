@@ -260,6 +260,28 @@ def test_a_frame_goes_to_the_decoder_with_its_last_packet(arrivals, handed_over)
     assert got == handed_over
 
 
+def test_the_video_receiver_gets_the_marker_buffer():
+    # aiortc keeps the buffer in a private attribute. Were it renamed, the replacement would
+    # do nothing and every frame would wait one frame interval: this fails first.
+    from aiortc.jitterbuffer import JitterBuffer
+
+    from vidstyle.apps.serve.server import MarkerJitterBuffer, _hand_over_at_marker
+
+    async def receiver_buffers():
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        try:
+            receiver = pc.addTransceiver("video", direction="recvonly").receiver
+            replaced = _hand_over_at_marker(pc, receiver.track)
+            return replaced, [value for value in vars(receiver).values() if isinstance(value, JitterBuffer)]
+        finally:
+            await pc.close()
+
+    replaced, buffers = asyncio.run(receiver_buffers())
+    assert replaced and buffers, f"aiortc {aiortc.__version__}: its receiver has no jitter buffer where expected"
+    assert all(isinstance(b, MarkerJitterBuffer) for b in buffers), \
+        f"aiortc {aiortc.__version__}: a jitter buffer of the video receiver was not replaced"
+
+
 # --- viewers ------------------------------------------------------------------------------------
 
 @pytest.mark.slow

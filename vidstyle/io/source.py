@@ -51,6 +51,10 @@ class VideoInfo:
 
 DECODE_ERRORS = ("stop", "skip")  # what FileSource does with a frame FFmpeg cannot decode
 
+# A tag that is not UTF-8 (a damaged or foreign file) fails PyAV 18's whole open with
+# UnicodeDecodeError unless it is told to mangle the tag; PyAV 19 dropped the option.
+_OPEN_OPTIONS = {"metadata_errors": "replace"} if int(av.__version__.split(".")[0]) < 19 else {}
+
 
 def ffmpeg_words(error: BaseException) -> str:
     """FFmpeg's own description of an error, without PyAV's errno and path."""
@@ -72,9 +76,7 @@ def open_input(path) -> "av.container.InputContainer":
     if p.is_dir():
         raise InputError(f"{p}: is a folder, not a video file")
     try:
-        # A tag that is not UTF-8 (a damaged or foreign file) would fail the whole
-        # open with UnicodeDecodeError; the pictures are still fine, so mangle the tag.
-        return av.open(str(p), metadata_errors="replace")
+        return av.open(str(p), **_OPEN_OPTIONS)
     except av.FFmpegError as error:
         raise InputError(f"{p}: not a readable media file ({ffmpeg_words(error)})") from error
     except OSError as error:

@@ -130,13 +130,23 @@ class MarkerJitterBuffer(JitterBuffer):
         return None
 
 
-def _hand_over_at_marker(pc: RTCPeerConnection, track) -> None:
-    """Give the receiver of ``track`` a MarkerJitterBuffer (aiortc keeps it private; an aiortc
-    without that attribute keeps its own buffer and one frame interval more latency)."""
+# aiortc keeps the receiver's jitter buffer private (pyproject.toml bounds aiortc to the
+# releases checked to have it; tests/test_serve.py fails on one that does not).
+_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+
+
+def _hand_over_at_marker(pc: RTCPeerConnection, track) -> bool:
+    """Give the receiver of ``track`` a MarkerJitterBuffer; False, with a warning, on an
+    aiortc without the attribute (it keeps its own buffer: a frame interval more latency)."""
     for transceiver in pc.getTransceivers():
         receiver = transceiver.receiver
-        if receiver.track is track and hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
-            receiver._RTCRtpReceiver__jitter_buffer = MarkerJitterBuffer(capacity=512, is_video=True)
+        if receiver.track is not track:
+            continue
+        if hasattr(receiver, _JITTER_BUFFER):
+            setattr(receiver, _JITTER_BUFFER, MarkerJitterBuffer(capacity=512, is_video=True))
+            return True
+        log.warning("this aiortc has no %s: frames reach the decoder one frame interval late", _JITTER_BUFFER)
+    return False
 
 
 class StyleServer:
