@@ -197,3 +197,106 @@ def test_a_style_switch_takes_effect_on_the_next_batch():
     stylizer.switch(styles.parse("12"))
     stylizer.run(batch)
     assert seen == [3, 12]
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_ends_a_live_run_like_a_time_limit(tmp_path, signum):
+    """Ctrl-C is how people quit a live filter: the run ends with its figures, the stats file
+    and the recording, exit 0; nothing is left running."""
+    import json
+    import signal
+
+    from test_reliability import Process
+
+    stats, rec = tmp_path / "stats.json", tmp_path / "rec.mp4"
+    run = Process(["live", "--camera", "synthetic", "--size", "64", "--stats-json", stats, "--record", rec], tmp_path)
+    run.wait_for(lambda out, err: "camera 640x480" in out)
+    time.sleep(1.5)  # some frames delivered
+    run.stop(getattr(signal, signum))
+    code, out, err = run.finish()
+    assert code == 0, err
+    assert "frames," in out and "fps" in out and err.strip() == ""
+    figures = json.loads(stats.read_text())
+    assert figures["stopped"] and figures["delivered"] > 0
+    assert rec.stat().st_size > 0 and not list(tmp_path.glob(".rec.partial-*"))
+    assert run.survivors() == []
+
+
+def test_a_second_ctrl_c_ends_a_live_run_at_once_and_keeps_no_half_recording(tmp_path):
+    import signal
+
+    from test_reliability import Process
+
+    rec = tmp_path / "rec.mp4"
+    # The run is kept from ending by itself: the first signal finds its camera stalled.
+    prelude = ("import sys, time\nfrom vidstyle.io import paced\nslow = paced.PacedSource.produce\n"
+               "paced.PacedSource.produce = lambda self, put, stop: (slow(self, put, stop), time.sleep(3600))")
+    run = Process(["live", "--camera", "synthetic", "--size", "64", "--record", rec], tmp_path, prelude=prelude)
+    run.wait_for(lambda out, err: "camera 640x480" in out)
+    time.sleep(1.0)
+    run.proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    assert run.stop(signal.SIGINT) < 5
+    code, out, err = run.finish()
+    assert code == 128 + signal.SIGINT and "interrupted again" in err
+    assert list(tmp_path.iterdir()) == []  # the recording's temp file is gone, nothing published
+
+
+def test_the_virtual_camera_sends_each_frame_through_pyvirtualcam(monkeypatch):
+    """Through pyvirtualcam's own backend registry: the frames arrive as pyvirtualcam hands
+    them to a device (no v4l2loopback can be loaded on a test machine)."""
+    pyvirtualcam = pytest.importorskip("pyvirtualcam")
+    from vidstyle.io.display import VirtualCamera
+
+    got = []
+
+    class Device:  # what pyvirtualcam calls a backend: a v4l2loopback or OBS stand-in
+        def __init__(self, *, width, height, fps, fourcc, device, **kw):
+            self.size, self.fourcc = (width, height), fourcc
+
+        def device(self):
+            return "stand-in"
+
+        def native_fourcc(self):
+            return None
+
+        def send(self, frame):
+            got.append(frame.copy())
+
+        def close(self):
+            got.append("closed")
+
+    import pyvirtualcam.camera
+
+    monkeypatch.setattr(pyvirtualcam.camera, "BACKENDS", dict(pyvirtualcam.camera.BACKENDS))  # left as found
+    pyvirtualcam.register_backend("vidstyle-test", Device)
+    camera = VirtualCamera(64, 48, 30, backend="vidstyle-test")
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    for i in range(3):
+        camera(Frame(i, i, None, image))
+    camera.close()
+    assert len(got) == 4 and got[-1] == "closed"
+    assert all(np.array_equal(np.reshape(g, image.shape), image) for g in got[:3])  # RGB, as given
+
+
+def test_without_a_virtual_camera_device_the_error_is_one_line():
+    pytest.importorskip("pyvirtualcam")
+    import os
+
+    from vidstyle.errors import VidstyleError
+    from vidstyle.io.display import VirtualCamera
+
+    if any(name.startswith("video") for name in os.listdir("/dev")):
+        pytest.skip("this machine has video devices; the refusal needs a machine without")
+    with pytest.raises(VidstyleError, match="^--virtual-cam: ") as caught:
+        VirtualCamera(64, 48, 30)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("platform, environ, opens", [
+    ("darwin", {}, True), ("win32", {}, True), ("linux", {}, False),
+    ("linux", {"DISPLAY": ":0"}, True), ("linux", {"WAYLAND_DISPLAY": "wayland-0"}, True)])
+def test_a_window_needs_a_display_variable_only_where_x11_or_wayland_draw_it(platform, environ, opens):
+    from vidstyle.io.display import has_display
+
+    assert has_display(platform, environ) is opens

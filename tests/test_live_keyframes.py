@@ -226,9 +226,9 @@ def test_a_looped_file_cameras_timestamps_keep_rising():
 
     tb = 1 / __import__("fractions").Fraction(90000)
     pictures = lambda: (Frame(i, 3000 * i, tb, np.zeros((4, 4, 3), np.uint8)) for i in range(3))  # noqa: E731
-    source = PacedSource(pictures, rate=1000, loop=True, count=7)
-    stamps = [f.pts for f in source.frames()]
-    source.close()
+    produced = []  # every frame, as the producer hands it on (the reader's mailbox would keep the newest)
+    PacedSource(pictures, rate=1000, loop=True, count=7).produce(produced.append, threading.Event())
+    stamps = [f.pts for f in produced]
     assert stamps == [0, 3000, 6000, 6090, 9090, 12090, 12180]  # a loop resumes one frame (at 1000 fps) on
 
 

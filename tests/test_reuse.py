@@ -268,12 +268,12 @@ def test_vidstyle_live_with_reuse_reports_its_keyframes(tmp_path, capsys, thread
 
     clip = make_video(tmp_path / "cam.mp4", frames=20, size=(96, 64), audio=False)
     out = tmp_path / "stats.json"
-    assert main(["live", "--camera", str(clip), "--reuse", "auto", "--stats-json", str(out)]) == 0
+    assert main(["live", "--camera", str(clip), "--stats-json", str(out)]) == 0  # live reuses by default
     stats = json.loads(out.read_text())
     assert stats["delivered"] + stats["dropped_source"] + stats["dropped_stale"] == 20
     assert stats["keyframe_size"] == "96x64" and stats["keyframe_fps"] > 0  # the camera's size: below 480
     assert 0 < stats["recomputed"] <= 1
     assert "keyframes at" in capsys.readouterr().out
-    assert main(["live", "--camera", str(clip), "--stats-json", str(out)]) == 0
+    assert main(["live", "--camera", str(clip), "--reuse", "off", "--stats-json", str(out)]) == 0
     assert "keyframe_fps" not in json.loads(out.read_text())  # without reuse, nothing about keyframes
     threads.assert_back_to_start()

@@ -41,19 +41,24 @@ def _add_engine_options(p: argparse.ArgumentParser, internal_scale: bool = True)
                             "back by guided upsampling (default 1: off)")
 
 
-def _add_temporal_options(p: argparse.ArgumentParser) -> None:
-    from vidstyle.processing.reuse import DEFAULT as REUSE_DEFAULT
+def _add_temporal_options(p: argparse.ArgumentParser, live: bool = False) -> None:
+    from vidstyle.processing.reuse import DEFAULT, LIVE_DEFAULT
     from vidstyle.processing.temporal import DEFAULT_MODE, DEFAULT_STRENGTH, MODES
+
+    reuse_default = LIVE_DEFAULT if live else DEFAULT
 
     g = p.add_argument_group("temporal smoothing")
     g.add_argument("--temporal", choices=MODES, default=DEFAULT_MODE,
                    help=f"flow: motion-compensated, no trails; ema: plain blend (trails); off (default {DEFAULT_MODE})")
     g.add_argument("--temporal-strength", type=float, default=DEFAULT_STRENGTH,
                    help=f"0..1: how much history to keep where it is trusted (default {DEFAULT_STRENGTH})")
-    g.add_argument("--reuse", type=_reuse, default=REUSE_DEFAULT, metavar="auto|off|N",
-                   help="reuse work across frames (with --temporal flow): auto runs the network on keyframes "
-                        "chosen from the content and carries them along the motion; off runs it on every "
-                        f"frame; N makes every Nth frame a keyframe (default {REUSE_DEFAULT})")
+    how = ("auto stylizes keyframes at 480 px (--size) on their own thread and carries every frame from "
+           "them along the motion; off runs the network on every frame at the adaptive size; N gives the "
+           "keyframe thread every Nth frame") if live else (
+           "auto runs the network on keyframes chosen from the content and carries them along the motion; "
+           "off runs it on every frame; N makes every Nth frame a keyframe")
+    g.add_argument("--reuse", type=_reuse, default=reuse_default, metavar="auto|off|N",
+                   help=f"reuse work across frames (with --temporal flow): {how} (default {reuse_default})")
 
 
 def _reuse(text: str):
@@ -194,11 +199,13 @@ def create_parser() -> argparse.ArgumentParser:
     lv.add_argument("--loop", action="store_true", help="play a FILE camera in a loop")
     _add_style_options(lv, size_default="the largest that keeps up with the camera, measured as it runs")
     _add_engine_options(lv)
-    _add_temporal_options(lv)
+    _add_temporal_options(lv, live=True)
     lv.add_argument("--window", action="store_true", help="show it in a window (keys: q quit, o overlay, "
                                                           "n/p next/previous style, 0-9 a built-in style)")
     lv.add_argument("--virtual-cam", action="store_true", help="send it to a virtual camera (pyvirtualcam)")
     lv.add_argument("--stats-json", type=Path, help="write latency, fps and drops here at the end")
+    lv.add_argument("--mirror", action="store_true", help="mirror the window's picture, as a selfie preview does "
+                                                          "(a virtual camera and a recording are not mirrored)")
     lv.add_argument("--record", type=Path, metavar="OUT.mp4",
                     help="also write the delivered frames to this video (a FILE camera's frames keep its timestamps)")
     lv.add_argument("--seconds", type=float, help="stop after this long (default: until quit or the camera ends)")
@@ -507,9 +514,16 @@ def cmd_live(args) -> int:
     _check_internal_scale(args)
     if args.serve is not None:
         return cmd_serve(args)
-    return run_live_command(_settings(args, LiveConfig, camera=args.camera, loop=args.loop, window=args.window,
-                                      virtual_cam=args.virtual_cam, seconds=args.seconds, max_age=args.max_age,
-                                      stats_json=args.stats_json, record=args.record))
+    from vidstyle.apps import interrupt
+    from vidstyle.apps.live import Stop
+
+    config = _settings(args, LiveConfig, camera=args.camera, loop=args.loop, window=args.window,
+                       virtual_cam=args.virtual_cam, seconds=args.seconds, max_age=args.max_age,
+                       stats_json=args.stats_json, record=args.record, mirror=args.mirror)
+    # Ctrl-C and SIGTERM are how a live run is normally ended: the first ends it as --seconds
+    # does (figures, stats file, recording kept, exit 0); a second exits at once.
+    stop = Stop()
+    return interrupt.run(lambda: run_live_command(config, stop), stop.set, keeps_something=lambda: True)
 
 
 def cmd_serve(args) -> int:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -10,12 +9,14 @@ from pathlib import Path
 
 from vidstyle.errors import VidstyleError
 from vidstyle.pipeline.stylizer import StylizeSettings
+from vidstyle.processing.reuse import LIVE_DEFAULT
 
 
 @dataclass(frozen=True, kw_only=True)
 class LiveConfig(StylizeSettings):
     """A live run: where frames come from, where they go, and how to stylize them."""
 
+    reuse: str | int = LIVE_DEFAULT  # live: keyframes on their own thread unless "off"
     camera: str | None = None  # a device index, /dev/videoN, a URL, a file, or "synthetic" (default: 0)
     loop: bool = False  # a file camera starts again at its end
     window: bool = False
@@ -24,6 +25,7 @@ class LiveConfig(StylizeSettings):
     max_age: float = 0.25  # a frame older than this when inference could start is dropped
     stats_json: Path | None = None
     record: Path | None = None  # write the delivered frames here
+    mirror: bool = False  # the window shows the picture mirrored, as a selfie preview does
 
 
 def _source(config: LiveConfig):
@@ -50,8 +52,35 @@ def _source(config: LiveConfig):
     return CameraSource(spec), size, None
 
 
-def run_live_command(config: LiveConfig) -> int:
-    """Run ``config`` until the camera ends, a quit key, ``seconds`` or SIGTERM; print the figures."""
+class Stop:
+    """How a live run is ended from outside it (a quit key, a time limit, Ctrl-C, SIGTERM):
+    ``set`` from any thread cancels the pipeline, now or as soon as it exists."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._set = False
+        self._pipeline = None
+
+    def set(self) -> None:
+        with self._lock:
+            self._set, pipeline = True, self._pipeline
+        if pipeline is not None:
+            pipeline.cancel()
+
+    def watch(self, pipeline) -> None:
+        with self._lock:
+            self._pipeline, stopped = pipeline, self._set
+        if stopped:
+            pipeline.cancel()
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+def run_live_command(config: LiveConfig, stop: Stop | None = None) -> int:
+    """Run ``config`` until the camera ends, a quit key, ``seconds`` or ``stop`` (the command
+    line sets it on Ctrl-C and SIGTERM); print the figures, write the stats and the recording."""
+    stop = stop or Stop()
     from vidstyle.io.display import VirtualCamera, Window
     from vidstyle.io.record import Recorder
     from vidstyle.measure.stats import latency_summary
@@ -91,20 +120,19 @@ def run_live_command(config: LiveConfig) -> int:
     outputs, key, ok = [], None, False
     try:
         if config.window:
-            outputs.append(Window(on_key=on_key, label=label))
+            outputs.append(Window(on_key=on_key, label=label, mirror=config.mirror))
         if config.virtual_cam:
             outputs.append(VirtualCamera(width, height, rate))
         if config.record:
             outputs.append(Recorder(config.record, width, height, rate, time_base,
                                     inputs=[config.camera] if time_base else []))
-        pipeline_ref: list = []
         deadline = time.monotonic() + config.seconds if config.seconds else None
 
         def present(frame) -> None:
             for out in outputs:
                 out(frame)
             if any(getattr(o, "quit", False) for o in outputs) or (deadline and time.monotonic() > deadline):
-                pipeline_ref[0].cancel()
+                stop.set()
 
         if keyframes:
             key = key_geometry(width, height, config.size)
@@ -117,11 +145,9 @@ def run_live_command(config: LiveConfig) -> int:
             sizing = for_camera(stylizer.run, width, height, rate, config.size)
             print(f"camera {width}x{height} at {rate:g} fps; processing at {processing()}"
                   + ("" if config.size else " (adapts to keep up; --size fixes it)"), flush=True)
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda *_: pipeline_ref and pipeline_ref[0].cancel())
         started = time.monotonic()
         stats = run_live(source, stylizer, sizing, smoother, present, max_age=config.max_age,
-                         on_pipeline=pipeline_ref.append, keyframes=keyframes, key=key)
+                         on_pipeline=stop.watch, keyframes=keyframes, key=key)
         ok = True
     finally:
         source.close()

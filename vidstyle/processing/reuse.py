@@ -18,7 +18,10 @@ import numpy as np
 from vidstyle.processing.temporal import Flow, Motion, channel_max, grid
 
 MODES = ("auto", "off")  # or a number N: a keyframe every N frames
-DEFAULT = "off"  # until auto meets its speed and quality bounds on this CPU (docs/reuse.md)
+# Offline, auto trades more of the picture than its speed is worth on 2 cores; live, it keeps
+# 480 px keyframes where every frame through the network settles at 128 px (docs/reuse.md).
+DEFAULT = "off"
+LIVE_DEFAULT = "auto"
 
 UNTRUSTED = 0.5  # trust below this: the flow does not explain the pixel
 MISMATCH = 20  # levels (of 255) between the carried keyframe input and the present one: refresh

@@ -34,6 +34,7 @@ from vidstyle.io.feed import Latest
 from vidstyle.pipeline.meter import Meter
 from vidstyle.pipeline.keyframes import fill_sizing, key_geometry, live_flow
 from vidstyle.pipeline.scheduler import run_live
+from vidstyle.processing.reuse import LIVE_DEFAULT
 from vidstyle.pipeline.sizing import Adaptive, Fixed, for_camera
 from vidstyle.pipeline.stylizer import Stylizer, StylizeSettings
 from vidstyle.processing.styles import Style
@@ -51,6 +52,7 @@ class ViewerSettings(StylizeSettings):
     Frames go back at the camera's size whatever the processing ``size``."""
 
     max_age: float = 0.25
+    reuse: str | int = LIVE_DEFAULT  # keyframes on their own thread unless "off"
 
 
 def plan_sizing(stylizer: Stylizer, settings: ViewerSettings, content: np.ndarray) -> Fixed | Adaptive:
