@@ -68,7 +68,7 @@ def chromium(executable: str | None = None, extra_args: tuple[str, ...] = ()) ->
 
 def browser_round_trip(seconds: float = 20.0, size: tuple[int, int] | int | None = None,
                        temporal: str = "flow", *, style: str = "7", engine: str = "auto", threads: int = 0,
-                       executable: str | None = None) -> dict:
+                       executable: str | None = None, reuse: str = "auto") -> dict:
     """Serve in-process, open the probe page in headless Chromium and time switches for ``seconds``.
 
     ``size`` is the processing size (the probe camera is 320x240); None adapts it
@@ -77,12 +77,13 @@ def browser_round_trip(seconds: float = 20.0, size: tuple[int, int] | int | None
     timed, ``missed`` switches that did not come back before the next one,
     ``fps`` frames shown per second by the page, and the server's own view
     (``server_fps``, ``server_latency_ms``: arrival to send, p50; ``server_size``:
-    the processing size at the end, which adapts when ``size`` is None).
+    the processing size at the end, which adapts when ``size`` is None). ``reuse`` as
+    ``vidstyle live --reuse`` (auto: keyframes on their own thread, live's default).
     """
     from vidstyle.apps.serve.server import running
     from vidstyle.apps.serve.viewer import ViewerSettings
 
-    settings = ViewerSettings(style=style, size=size, temporal=temporal, engine=engine, threads=threads)
+    settings = ViewerSettings(style=style, size=size, temporal=temporal, engine=engine, threads=threads, reuse=reuse)
     with running(settings) as server, chromium(executable) as browser:
         page = browser.new_page()
         page.goto(server.url + "?probe=1")
