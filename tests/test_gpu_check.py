@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu-check")
-    env = {**os.environ, "VIDSTYLE_CACHE": str(out / "cache"), "OUT": str(out / "ignored")}
+    # The suite's own interpreter: make exports PYTHON (the one it built the venv from), which
+    # has none of the packages.
+    env = {**os.environ, "VIDSTYLE_CACHE": str(out / "cache"), "OUT": str(out / "ignored"), "PYTHON": sys.executable}
     run = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run", str(out / "results")],
                          capture_output=True, text=True, check=False, timeout=600, cwd=ROOT, env=env)
     print(run.stdout[-3000:])
