@@ -76,3 +76,13 @@ def test_a_live_bench_counts_what_it_drops(tmp_path, threads):
     assert point["dropped"] > 0 and point["frames"] + point["dropped"] == 120
     assert len(point["latencies"]) == point["frames"]
     threads.assert_back_to_start()
+
+
+def test_a_live_bench_with_reuse_runs_the_keyframe_path(tmp_path, threads):
+    out = tmp_path / "live.json"
+    assert main(["bench", "--mode", "live", "--engine", "onnxruntime", "--size", "96x64", "--batch", "1", "--rate", "30",
+                 "--duration", "1", "--temporal", "flow", "--reuse", "auto", "--no-peak", "--json", str(out)]) == 0
+    (point,) = json.loads(out.read_text())["points"]
+    assert point["point"]["reuse"] == "auto" and point["frames"] > 0
+    assert {"motion", "fill", "temporal"} <= set(point["stages"]) and "engine" not in point["stages"]
+    threads.assert_back_to_start()

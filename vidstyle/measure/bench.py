@@ -193,10 +193,20 @@ def run_live_point(point: Point, style: str, frames: int, rate: int, warmup: int
         source = CameraSource(camera, count=frames)
     else:
         source = PacedSource(pictures, rate, loop=True, count=frames)
+    live = {}  # with reuse: keyframes on their own thread, as vidstyle live runs them
+    if point.temporal == "flow" and point.reuse != "off":
+        from vidstyle.pipeline.keyframes import fill_sizing, live_flow
+        from vidstyle.processing.reuse import KeyframePolicy
+
+        live = {"keyframes": KeyframePolicy(every=point.reuse if isinstance(point.reuse, int) else None,
+                                            asynchronous=True), "key": geom}
+        sizing, smoother, in_flight = fill_sizing(stylizer, geom, rate), live_flow(), 1
+    else:
+        sizing, smoother, in_flight = geom, temporal.create(point.temporal), point.batch
     cpu0, wall0 = time.process_time(), time.perf_counter()
     with _GpuSampler() as gpu:
-        stats = run_live(source, stylizer, geom, temporal.create(point.temporal), lambda f: None, max_age=max_age,
-                         in_flight=point.batch, smooth_at="output")
+        stats = run_live(source, stylizer, sizing, smoother, lambda f: None, max_age=max_age,
+                         in_flight=in_flight, smooth_at="output", **live)
     if camera is not None and source.gone:
         raise VidstyleError(source.gone)
     call_wall = time.perf_counter() - wall0
