@@ -302,7 +302,7 @@ def test_joins_are_as_smooth_as_a_single_run(clip, tmp_path):
 
 
 def test_joins_are_within_ten_percent_of_elsewhere(tmp_path):
-    """The issue's bound, on a clip long enough for the smoothing to settle between joins
+    """Joins within 10% of the rest, on a clip long enough for the smoothing to settle between joins
     (160x120, 100 frames, a keyframe every 25): with the default pre-roll the pairs that
     straddle a join are no rougher than 1.1x the rest. (With 8 pre-roll frames instead of
     16 they were 1.07-1.2x on the benchmark clips.)"""
