@@ -6,6 +6,9 @@ and can assert on what came out.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -239,3 +242,15 @@ def read_video(path) -> VideoData:
 def _fraction(value) -> Fraction:
     # PyAV 19 returns av.AVRational instead of Fraction.
     return Fraction(value.numerator, value.denominator)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_LIMIT = 120  # seconds; a hung command fails the test instead of blocking CI
+
+
+def vidstyle(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m vidstyle ARGS`` in ``cwd`` as a user runs it, output captured."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "vidstyle", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=RUN_LIMIT)

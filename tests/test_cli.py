@@ -8,27 +8,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from media import draw_frame, make_audio_only, read_video
+from media import RUN_LIMIT, draw_frame, make_audio_only, read_video, vidstyle
 
-ROOT = Path(__file__).resolve().parents[1]
-RUN_LIMIT = 120  # seconds; a hung command fails the test instead of blocking CI
 
 pytestmark = pytest.mark.timeout(RUN_LIMIT + 30)
-
-
-def vidstyle(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "vidstyle", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=RUN_LIMIT)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

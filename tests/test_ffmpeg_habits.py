@@ -6,10 +6,7 @@ An existing output is never replaced without ``-y``; a part of a video (``--star
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,23 +14,14 @@ import av
 import numpy as np
 import pytest
 
-from media import draw_frame, make_video, read_video
+from media import RUN_LIMIT, draw_frame, make_video, read_video, vidstyle
 from vidstyle.apps.cli import _seconds, create_parser
 from vidstyle.errors import InputError
 from vidstyle.io.source import FileSource, probe
 from vidstyle.io.span import cut
 
-ROOT = Path(__file__).resolve().parents[1]
-RUN_LIMIT = 120
 
 pytestmark = pytest.mark.timeout(RUN_LIMIT + 60)
-
-
-def vidstyle(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "vidstyle", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=RUN_LIMIT)
 
 
 def nearest_index(image: np.ndarray, candidates: range, size: tuple[int, int]) -> int:

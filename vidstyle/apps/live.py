@@ -109,7 +109,6 @@ def run_live_command(config: LiveConfig, stop: Stop | None = None) -> int:
             stylizer.switch(parse(names["current"]))
 
     keyframes = config.keyframes(asynchronous=True)
-    started = time.monotonic()
 
     def label() -> str:
         if not keyframes:

@@ -293,6 +293,11 @@ class KeyframePolicy:
         return carried, strained + strain(motion.flow)
 
 
+def paste(picture: np.ndarray, fill: Fill | None) -> np.ndarray:
+    """``picture`` with ``fill``'s fresh pixels put in where its mask is set."""
+    return picture if fill is None else cv2.blendLinear(fill.image, picture, fill.mask, 1.0 - fill.mask)
+
+
 class Propagator:
     """Each frame's output, with the network run on a few frames only.
 
@@ -317,9 +322,7 @@ class Propagator:
                           and motion.prev_index == self._index)
             if not continuous:
                 raise ValueError(f"frame {index} has no keyframe and no history to carry")
-            key = self.smoother.warp(self._key, motion)
-            if fill is not None:
-                key = cv2.blendLinear(fill.image, key, fill.mask, 1.0 - fill.mask)
+            key = paste(self.smoother.warp(self._key, motion), fill)
         self._index, self._key = index, key
         return self.smoother.blend(index, key, motion)
 
@@ -367,7 +370,7 @@ class Carrier:
             self._old, self._fade = self._key, self.RAMP
             self._key = cv2.blendLinear(self._key, landed, keep, 1.0 - keep)
             self._cheap = np.zeros_like(self._cheap)
-        self._key = self._paste(self.smoother.warp(self._key, motion), fill)
+        self._key = paste(self.smoother.warp(self._key, motion), fill)
         # Where the picture is cheap matters at the flow's resolution, where warping it costs little.
         fh, fw = motion.flow.shape[:2]
         if self._cheap.shape != (fh, fw):
@@ -379,13 +382,9 @@ class Carrier:
         if not self._fade:
             return self._key
         self._fade -= 1
-        self._old = self._paste(self.smoother.warp(self._old, motion), fill)
+        self._old = paste(self.smoother.warp(self._old, motion), fill)
         share = (self._fade + 1) / (self.RAMP + 1)
         out = cv2.addWeighted(self._old, share, self._key, 1.0 - share, 0.0)
         if not self._fade:
             self._old = None
         return out
-
-    @staticmethod
-    def _paste(picture: np.ndarray, fill: Fill | None) -> np.ndarray:
-        return picture if fill is None else cv2.blendLinear(fill.image, picture, fill.mask, 1.0 - fill.mask)
